@@ -1,0 +1,21 @@
+# The two README commands: `make demo` (set up, then the main job on the built-in data)
+# and `make test` (set up, then the test suite). Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench
+
+$(BIN)/autopose: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(BIN)/autopose
+
+setup: $(BIN)/autopose
+
+demo: setup
+	$(BIN)/autopose demo
+
+test: setup
+	$(BIN)/python -m pytest -q

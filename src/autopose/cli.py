@@ -1,0 +1,100 @@
+"""The ``autopose`` command line: search, train, test, infer, export, flops, data synth.
+
+Each subcommand parses its arguments here and calls one function of the package; bad input
+anywhere surfaces as :class:`autopose.errors.UserError`, printed on one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autopose.errors import UserError
+
+
+def _add_config_args(p: argparse.ArgumentParser, out_default: str | None = None) -> None:
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML config (default: the built-in synthetic setting)")
+    p.add_argument("--out", type=Path, default=out_default, help="run folder")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. data.val.det_file=null test.flip=false")
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from autopose.config import load_config
+    from autopose.engine.tester import run_test_command
+
+    if args.checkpoint is None and not args.oracle:
+        raise UserError("autopose test: give --checkpoint CKPT or --oracle")
+    cfg = load_config(args.config, args.overrides)
+    run_test_command(cfg, out_dir=args.out, checkpoint=args.checkpoint, oracle=args.oracle)
+    return 0
+
+
+def _cmd_flops(args: argparse.Namespace) -> int:
+    from autopose.models.flops import run_flops_command
+
+    return run_flops_command(args.model, args.input, as_json=args.json)
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from autopose.data.synthetic import run_synth_command
+
+    return run_synth_command(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from autopose.engine.demo import run_demo
+
+    return run_demo(out_dir=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autopose",
+        description="AutoPose: neural architecture search for 2D human pose estimation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("test", help="test a checkpoint (or the ground-truth oracle) on the val split")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--oracle", action="store_true",
+                   help="use ground-truth heatmaps in place of network output: the upper bound "
+                        "of the heatmap codec and a check of every transform")
+    p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser("flops", help="parameters and GFLOPs (multiply-accumulates / 1e9)")
+    p.add_argument("--model", required=True,
+                   help="hrnet_w32 | hrnet_w48 | simple_baseline_50 | PATH/genotype.json")
+    p.add_argument("--input", default="256x192", help="input size HxW (default 256x192)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_flops)
+
+    p = sub.add_parser("data", help="datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synth", help="write the built-in synthetic pose set (COCO format)")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--num-train", type=int, default=None)
+    s.add_argument("--num-val", type=int, default=None)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--image-size", default=None, help="WxH, default 640x480")
+    s.set_defaults(func=_cmd_data_synth)
+
+    p = sub.add_parser("demo", help="the main job on the built-in data")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"autopose: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autopose: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,273 @@
+"""Typed configuration: dataclasses loaded from YAML, with ``key=value`` overrides.
+
+Every number the paper gives (or that SPEC.md supplies where the paper's text lost it) is a
+field here, never a constant in code. A YAML file sets only what differs from these
+defaults; an unknown key, in a file or an override, is an error naming the file and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autopose.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass
+class SplitConfig:
+    """One split of a keypoint set: images folder, annotation file, optional detections."""
+
+    images: str | None = None
+    ann: str | None = None
+    # Person detections in the COCO results format; when set, testing uses these boxes
+    # instead of the ground-truth ones (HRNet's USE_GT_BBOX: false).
+    det_file: str | None = None
+    det_score_thresh: float = 0.0
+    # MPII only: ground truth for PCKh in the layout of the reference gt_valid.mat.
+    pckh_gt: str | None = None
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (SPEC section 4; HRNet's COCO values)."""
+
+    scale_factor: float = 0.35
+    rotation_factor: float = 45.0
+    rotation_prob: float = 0.6
+    flip: bool = True
+    flip_prob: float = 0.5
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8
+    half_body_scale: float = 1.5
+
+
+@dataclass
+class KeypointConfig:
+    """Metadata a custom COCO-format set cannot carry in its category (flip pairs, sigmas).
+
+    Left empty for COCO-17 and MPII-16, whose metadata is built in.
+    """
+
+    flip_pairs: list[list[int]] | None = None
+    sigmas: list[float] | None = None
+    upper_body: list[int] | None = None
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in synthetic set, generated on first use when no data path is given."""
+
+    num_train: int = 2000
+    num_val: int = 200
+    seed: int = 0
+    image_size: list[int] = field(default_factory=lambda: [640, 480])  # W, H
+
+
+@dataclass
+class DataConfig:
+    format: str = "coco"  # coco | mpii
+    train: SplitConfig = field(default_factory=SplitConfig)
+    val: SplitConfig = field(default_factory=SplitConfig)
+    # Network input as [height, width], the order of the "256x192" in config names.
+    input_size: list[int] = field(default_factory=lambda: [256, 192])
+    heatmap_stride: int = 4
+    sigma: float = 2.0
+    bbox_padding: float = 1.25
+    aug: AugmentConfig = field(default_factory=AugmentConfig)
+    keypoints: KeypointConfig = field(default_factory=KeypointConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    workers: int = 2
+
+    @property
+    def heatmap_size(self) -> list[int]:
+        """[height, width] of the output heatmaps."""
+        return [s // self.heatmap_stride for s in self.input_size]
+
+
+@dataclass
+class ModelConfig:
+    """The AutoPose search space and the networks derived from it (SPEC section 2)."""
+
+    branch_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    width_mult: float = 2.0
+    stem_channels: int = 64
+    num_stages: int = 3
+    modules_per_stage: int = 2
+    individual_nodes: int = 3
+    aggregation_nodes: int = 3
+    ops: list[str] = field(default_factory=lambda: [
+        "conv_1x1", "conv_3x3", "conv_5x5", "avg_pool_3x3", "max_pool_3x3", "skip"])
+    aggregation: str = "cell"  # cell | concat (ablation: no aggregation cell)
+    head_fuse: str = "concat"  # concat | sum
+    edges_per_node: int = 2  # 0 keeps every edge ("all")
+
+
+@dataclass
+class TrainConfig:
+    """Training the derived network from scratch (SPEC section 4)."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_steps: list[int] = field(default_factory=lambda: [170, 200])
+    lr_factor: float = 0.1
+    epochs: int = 210
+    batch_size: int = 128  # in total, over all processes
+    val_every: int = 10
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    channels_last: bool = False
+    clip_grad: float = 0.0  # 0 disables
+
+
+@dataclass
+class TestConfig:
+    """Test-time conventions of the reference pose codebases (SPEC section 4)."""
+
+    flip: bool = True
+    shift_heatmap: bool = True
+    batch_size: int = 32
+    in_vis_thre: float = 0.2  # joints above it count towards the instance score
+    oks_thre: float = 0.9  # OKS-NMS threshold
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except UserError as e:
+                errors.append(e)
+        raise errors[0] if errors else UserError(f"{source}: {key}: must not be null")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: {key}: expected a mapping, got {value!r}")
+        return _build(tp, value, source, prefix=key + ".")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{source}: {key}: expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is Any or (isinstance(tp, type) and isinstance(value, tp)
+                     and not (tp is int and isinstance(value, bool))):
+        return value
+    raise UserError(f"{source}: {key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, values: dict[str, Any], source: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in values:
+        if k not in names:
+            raise UserError(f"{source}: {prefix}{k}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {dotted}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.lr=0.01"`` -> ``("train.lr", 0.01)``; the value is read as YAML, never eval'd."""
+    if "=" not in text:
+        raise UserError(f"override {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as e:
+        raise UserError(f"override {text!r}: value is not valid YAML ({e.__class__.__name__})") from None
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    tree: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise UserError(f"{path}: cannot read config ({e.strerror})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise UserError(f"{path}: not valid YAML{at}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{path}: top level must be a mapping")
+        tree = loaded
+    cfg = _build(Config, tree, source)
+    for ov in overrides or []:
+        key, value = parse_override(ov)
+        patch: dict[str, Any] = {}
+        _set_path(patch, key, value)
+        merged = _merge(to_dict(cfg), patch)
+        cfg = _build(Config, merged, f"override {key}")
+    return cfg
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML, loadable again by :func:`load_config`."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
