@@ -1,0 +1,1 @@
+"""Data: keypoint metadata, datasets, top-down transforms, heatmap codec, synthetic set."""
