@@ -1,0 +1,1 @@
+"""Engine: training, testing, checkpoints, distributed execution."""

@@ -1,0 +1,1 @@
+"""Evaluation: OKS, OKS-NMS, COCO keypoint AP/AR through pycocotools, MPII PCKh."""
