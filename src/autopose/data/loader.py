@@ -21,6 +21,12 @@ def _worker_init(_: int) -> None:
 def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool = False,
                 sampler: Any = None, drop_last: bool = False,
                 generator: torch.Generator | None = None) -> DataLoader:
+    if workers > 0:
+        import cv2
+
+        # OpenCV's thread pool is not fork-safe: a worker forked from a process whose pool
+        # has run hangs on its first warp. With workers, the workers are the parallelism.
+        cv2.setNumThreads(1)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
                       sampler=sampler, num_workers=workers, drop_last=drop_last,
                       worker_init_fn=_worker_init if workers > 0 else None,

@@ -1,0 +1,51 @@
+"""Shared fixtures: the real sample data in ../shared/data, and tiny configs built on it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _require_shared() -> Path:
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED_DATA} is missing; tests on real data must run in CI")
+        pytest.skip(f"{SHARED_DATA} not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _require_shared()
+
+
+@pytest.fixture(scope="session")
+def coco_mini(shared_data: Path) -> dict[str, str]:
+    root = shared_data / "coco-mini"
+    return {"images": str(root / "train2017"),
+            "ann": str(root / "annotations" / "person_keypoints_train2017.json")}
+
+
+@pytest.fixture(scope="session")
+def mmpose_coco(shared_data: Path) -> dict[str, str]:
+    root = shared_data / "mmpose-samples" / "coco"
+    return {"images": str(root), "ann": str(root / "test_coco.json"),
+            "det": str(root / "test_coco_det_AP_H_56.json")}
+
+
+@pytest.fixture(scope="session")
+def mmpose_mpii(shared_data: Path) -> dict[str, str]:
+    root = shared_data / "mmpose-samples" / "mpii"
+    return {"images": str(root), "ann": str(root / "test_mpii.json")}
+
+
+def val_overrides(images: str, ann: str, **extra: object) -> list[str]:
+    """``key=value`` overrides pointing the val split at a COCO-format set."""
+    out = [f"data.val.images={images}", f"data.val.ann={ann}", "data.workers=0"]
+    out += [f"{k}={v}" for k, v in extra.items()]
+    return out

@@ -1,0 +1,62 @@
+"""The whole test path with ground-truth heatmaps: the codec's upper bound on real data."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from autopose.cli import main
+from conftest import REPO, val_overrides
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
+from test_pckh import write_gt_for  # noqa: E402
+
+
+def run_oracle(tmp_path: Path, overrides: list[str], config: str | None = None) -> dict:
+    out = tmp_path / "run"
+    argv = ["test", "--oracle", "--out", str(out)] + (["--config", config] if config else [])
+    assert main(argv + overrides) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (out / "config.yaml").is_file() and (out / "run.json").is_file()
+    return metrics
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_oracle_coco_mini_gt_boxes(coco_mini, tmp_path, flip):
+    m = run_oracle(tmp_path, val_overrides(coco_mini["images"], coco_mini["ann"],
+                                           **{"test.flip": flip}))
+    assert set(m) == {"AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75",
+                      "AR (M)", "AR (L)"}
+    assert all(0 <= v <= 1 for v in m.values())
+    assert m["AP"] >= 0.90
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_oracle_mmpose_coco_gt_and_detection_boxes(mmpose_coco, tmp_path, flip):
+    gt = run_oracle(tmp_path / "gt", val_overrides(mmpose_coco["images"], mmpose_coco["ann"],
+                                                   **{"test.flip": flip}))
+    det = run_oracle(tmp_path / "det", val_overrides(
+        mmpose_coco["images"], mmpose_coco["ann"],
+        **{"test.flip": flip, "data.val.det_file": mmpose_coco["det"]}))
+    assert gt["AP"] >= 0.90
+    assert 0 < det["AP"] < gt["AP"]
+    results = json.loads((tmp_path / "det" / "run" / "keypoint_results.json").read_text())
+    assert {r["image_id"] for r in results} <= {785, 40083, 196141, 197388}
+    assert all(len(r["keypoints"]) == 51 for r in results)
+
+
+def test_oracle_mpii_pckh(mmpose_mpii, tmp_path):
+    write_gt_for(mmpose_mpii["ann"], tmp_path / "gt_valid.mat")
+    m = run_oracle(tmp_path, val_overrides(
+        mmpose_mpii["images"], mmpose_mpii["ann"],
+        **{"data.val.pckh_gt": tmp_path / "gt_valid.mat"}),
+        config=str(REPO / "configs" / "mpii" / "autopose_256x256.yaml"))
+    assert list(m)[:2] == ["Head", "Shoulder"]
+    assert m["Mean"] >= 95.0
+
+
+def test_oracle_runs_in_dataloader_workers(mmpose_coco, tmp_path):
+    ov = val_overrides(mmpose_coco["images"], mmpose_coco["ann"])
+    ov[-1] = "data.workers=2"
+    assert run_oracle(tmp_path, ov + ["test.batch_size=4"])["AP"] >= 0.90
