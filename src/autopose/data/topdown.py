@@ -12,14 +12,15 @@ from autopose.config import DataConfig
 from autopose.data.codec import HeatmapCodec
 from autopose.data.keypoints import KeypointInfo
 from autopose.data.records import PersonRecord, read_image
-from autopose.data.transforms import (CropParams, affine_points, crop_matrices, normalize,
-                                      sample_augmentation, warp)
+from autopose.data.transforms import (CropParams, affine_points, crop_matrices,
+                                      sample_augmentation, to_chw_rgb, warp)
 
 
 class TopDownDataset(Dataset):
     """Crops person boxes and encodes their heatmaps (HRNet's JointsDataset).
 
-    Each item is a dict: ``image`` ``(3, H, W)`` float32, ``target`` ``(K, H/4, W/4)``,
+    Each item is a dict: ``image`` ``(3, H, W)`` uint8 RGB (normalised later, in batches,
+    by :func:`~autopose.data.transforms.normalize_batch`), ``target`` ``(K, H/4, W/4)``,
     ``target_weight`` ``(K,)``, ``joints`` ``(K, 2)`` in crop pixels, ``vis`` ``(K,)``,
     ``center`` ``(2,)``, ``scale`` ``(2,)``, ``box_score``, ``image_id``, ``index``.
     Training augmentation draws from a generator seeded by (seed, epoch, index), so a
@@ -61,7 +62,7 @@ class TopDownDataset(Dataset):
         joints_crop = affine_points(joints, frame_to_crop).astype(np.float32)
         target, weight = self.codec.encode(joints_crop, vis)
         return {
-            "image": torch.from_numpy(normalize(crop)),
+            "image": torch.from_numpy(to_chw_rgb(crop)),
             "target": torch.from_numpy(target),
             "target_weight": torch.from_numpy(weight),
             "joints": torch.from_numpy(joints_crop),

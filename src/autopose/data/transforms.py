@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from autopose.config import AugmentConfig
 from autopose.data.keypoints import KeypointInfo
@@ -170,8 +171,17 @@ def warp(image: np.ndarray, mat: np.ndarray, output_size: tuple[int, int]) -> np
     return cv2.warpAffine(image, mat, output_size, flags=cv2.INTER_LINEAR)
 
 
-def normalize(crop_bgr: np.ndarray) -> np.ndarray:
-    """uint8 BGR ``(H, W, 3)`` -> float32 RGB ``(3, H, W)`` with ImageNet mean and std."""
-    rgb = crop_bgr[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)
-    rgb = (rgb - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+def to_chw_rgb(crop_bgr: np.ndarray) -> np.ndarray:
+    """uint8 BGR ``(H, W, 3)`` -> uint8 RGB ``(3, H, W)``.
+
+    Crops leave the data workers as uint8 (a quarter of the float bytes) and are
+    normalised in batches on the compute device by :func:`normalize_batch`.
+    """
+    return np.ascontiguousarray(crop_bgr[:, :, ::-1].transpose(2, 0, 1))
+
+
+def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB ``(N, 3, H, W)`` -> float32, scaled to [0, 1], ImageNet mean and std."""
+    mean = torch.as_tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.as_tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float() * (1.0 / 255.0) - mean) / std

@@ -27,6 +27,7 @@ from autopose.data.loader import iterate, make_loader
 from autopose.data.mpii import load_mpii
 from autopose.data.sources import resolve_data
 from autopose.data.topdown import TopDownDataset
+from autopose.data.transforms import normalize_batch
 from autopose.errors import UserError
 from autopose.evaluation.coco_metric import coco_evaluate, coco_results, format_table
 from autopose.evaluation.pckh import load_pckh_gt, pckh
@@ -103,7 +104,7 @@ def network_heatmaps(model: torch.nn.Module, device: torch.device) -> HeatmapFn:
 
     @torch.no_grad()
     def fn(batch: dict[str, Any], flipped: bool) -> np.ndarray:
-        images = batch["image"].to(device, non_blocking=True)
+        images = normalize_batch(batch["image"].to(device, non_blocking=True))
         if flipped:
             images = images.flip(3)
         return model(images).float().cpu().numpy()
