@@ -44,8 +44,13 @@ def mmpose_mpii(shared_data: Path) -> dict[str, str]:
     return {"images": str(root), "ann": str(root / "test_mpii.json")}
 
 
+COCO_CONFIG = str(REPO / "configs" / "coco" / "autopose_256x192.yaml")
+
+
 def val_overrides(images: str, ann: str, **extra: object) -> list[str]:
-    """``key=value`` overrides pointing the val split at a COCO-format set."""
-    out = [f"data.val.images={images}", f"data.val.ann={ann}", "data.workers=0"]
+    """``--config`` of the COCO 256x192 setting and ``key=value`` overrides pointing its val
+    split at a COCO-format set."""
+    out = ["--config", COCO_CONFIG, f"data.val.images={images}", f"data.val.ann={ann}",
+           "data.workers=0"]
     out += [f"{k}={v}" for k, v in extra.items()]
     return out

@@ -22,12 +22,12 @@ def _add_config_args(p: argparse.ArgumentParser, out_default: str | None = None)
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from autopose.config import load_config
+    from autopose.config import DEFAULT_CONFIG, load_config
     from autopose.engine.tester import run_test_command
 
     if args.checkpoint is None and not args.oracle:
         raise UserError("autopose test: give --checkpoint CKPT or --oracle")
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
     run_test_command(cfg, out_dir=args.out, checkpoint=args.checkpoint, oracle=args.oracle)
     return 0
 

@@ -19,6 +19,8 @@ import yaml
 from autopose.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# What a command uses without --config: the built-in synthetic setting.
+DEFAULT_CONFIG = CONFIG_DIR / "synthetic" / "default.yaml"
 
 
 @dataclass

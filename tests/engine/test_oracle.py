@@ -15,8 +15,9 @@ from test_pckh import write_gt_for  # noqa: E402
 
 def run_oracle(tmp_path: Path, overrides: list[str], config: str | None = None) -> dict:
     out = tmp_path / "run"
-    argv = ["test", "--oracle", "--out", str(out)] + (["--config", config] if config else [])
-    assert main(argv + overrides) == 0
+    if config:  # replaces the --config that val_overrides puts first
+        overrides = ["--config", config] + overrides[2:]
+    assert main(["test", "--oracle", "--out", str(out)] + overrides) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert (out / "config.yaml").is_file() and (out / "run.json").is_file()
     return metrics

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autopose.config import CONFIG_DIR, load_config
+from autopose.config import DEFAULT_CONFIG, load_config
 from autopose.engine.tester import run_test_command
 
 
 def run_demo(out_dir: Path) -> int:
-    cfg = load_config(CONFIG_DIR / "synthetic" / "default.yaml")
+    cfg = load_config(DEFAULT_CONFIG)
     print("autopose demo: oracle test on the built-in synthetic set "
           "(search and training are not built yet)")
     run_test_command(cfg, out_dir=Path(out_dir) / "oracle_test", checkpoint=None, oracle=True)
