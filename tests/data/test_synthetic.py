@@ -353,7 +353,6 @@ def test_ensure_synthetic_generates_once_into_the_cache(monkeypatch, tmp_path: P
 
 def test_oracle_ap_on_the_val_split(small_set: Path, tmp_path: Path):
     """Ground-truth heatmaps through the whole test path score (almost) perfectly."""
-    pytest.importorskip("autopose.engine.tester")
     out = tmp_path / "run"
     argv = ["test", "--oracle", "--out", str(out),
             f"data.val.images={small_set / 'images' / 'val'}",
