@@ -127,6 +127,12 @@ class TrainConfig:
     amp: str = "none"  # none | bf16 | fp16 (CUDA only)
     channels_last: bool = False
     clip_grad: float = 0.0  # 0 disables
+    momentum: float = 0.9  # optimizer sgd only
+    # Iterations between mid-epoch checkpoints (last.pt); 0: only at the end of each epoch.
+    checkpoint_every: int = 0
+    # Width multiplier of the derived network; null: the genotype's own (search default 2).
+    width_mult: float | None = None
+    log_every: int = 20  # iterations between loss points in TensorBoard
 
 
 @dataclass
@@ -141,12 +147,58 @@ class TestConfig:
 
 
 @dataclass
+class ControllerConfig:
+    """The network-level RNN controller and its REINFORCE update (SPEC section 3).
+
+    Values are the ENAS-style defaults SPEC supplies where the paper lost its numbers.
+    """
+
+    hidden: int = 100
+    tanh_constant: float = 2.5
+    temperature: float = 5.0
+    lr: float = 3.5e-4
+    baseline_decay: float = 0.95
+    entropy_weight: float = 1e-4
+    start_epoch: int = 5  # the controller is updated from this epoch on (0-based)
+    updates_per_epoch: int = 10  # M
+    archs_per_update: int = 2
+
+
+@dataclass
+class SearchConfig:
+    """The bi-level search (paper section 3.2): Gumbel cell search + RL branch controller."""
+
+    epochs: int = 50
+    batch_size: int = 32
+    # Weights: Adam; alphas: Adam with DARTS' values (paper's lost).
+    weight_lr: float = 1e-3
+    alpha_lr: float = 3e-4
+    alpha_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    alpha_weight_decay: float = 1e-3
+    tau_start: float = 10.0
+    tau_end: float = 0.1
+    # Reward: OKS AP of a sampled sub-network with the shared weights on a held-out slice of
+    # the training images ("train", default 5 %), or on data.val ("val", the paper's choice).
+    reward_split: str = "train"
+    reward_fraction: float = 0.05
+    reward_flip: bool = False
+    derive_samples: int = 10  # N sampled scale-vector sets (+ the most likely one)
+    # Ablations (paper tables 4 and 5).
+    branches: str = "search"  # search | all (no controller: every branch on)
+    single_branch: bool = False  # at most one active branch per stage
+    input_size: list[int] | None = None  # [H, W] during search; None: data.input_size
+    checkpoint_every: int = 50  # iterations, besides every epoch
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+
+
+@dataclass
 class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -246,6 +298,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise UserError(f"{path}: top level must be a mapping")
         tree = loaded
+    return config_from_dict(tree, source, overrides)
+
+
+def config_from_dict(tree: dict[str, Any], source: str,
+                     overrides: list[str] | None = None) -> Config:
+    """A config from its dict form (e.g. the one a checkpoint holds), then the overrides.
+
+    ``source`` names where the dict came from in error messages.
+    """
     cfg = _build(Config, tree, source)
     for ov in overrides or []:
         key, value = parse_override(ov)

@@ -1,0 +1,1 @@
+"""Search: the network-level controller, the bi-level loop, derivation, random search."""
