@@ -1,0 +1,175 @@
+"""Candidate operations on a cell edge (paper section 3.1.2; SPEC section 2).
+
+Every operation keeps the channel count and the spatial size: a cell edge maps a
+``(N, C, H, W)`` tensor to a ``(N, C, H, W)`` tensor. Resolution changes happen only in the
+aggregation cell's resampling (``cells.Resample``), never on an edge, so any op can sit on any
+edge of any branch.
+
+``OPS`` is a plain dict from the op name used in configs and genotype files to the class;
+each class is built as ``OPS[name](channels)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autopose.errors import UserError
+
+
+class ConvBN(nn.Sequential):
+    """Conv (no bias, BN follows) then BN: ``(N, C_in, H, W) -> (N, C_out, H', W')``."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int = 1,
+                 dilation: int = 1, groups: int = 1) -> None:
+        padding = dilation * (kernel_size - 1) // 2
+        super().__init__(
+            nn.Conv2d(c_in, c_out, kernel_size, stride, padding, dilation=dilation,
+                      groups=groups, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> k x k conv -> BN, the DARTS-style pre-activation convolution op.
+
+    Pre-activation because cell outputs end in BN without ReLU; the next op applies it.
+    """
+
+    kernel_size = 3
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        k = self.kernel_size
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(channels, channels, k, 1, k // 2, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        return self.op(x)
+
+
+class Conv1x1(ReLUConvBN):
+    kernel_size = 1
+
+
+class Conv3x3(ReLUConvBN):
+    kernel_size = 3
+
+
+class Conv5x5(ReLUConvBN):
+    kernel_size = 5
+
+
+class SepConv3x3(nn.Module):
+    """ReLU -> depthwise 3x3 -> pointwise 1x1 -> BN (one separable layer, not DARTS's two)."""
+
+    dilation = 1
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        d = self.dilation
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(channels, channels, 3, 1, d, dilation=d, groups=channels, bias=False),
+            nn.Conv2d(channels, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        return self.op(x)
+
+
+class DilConv3x3(SepConv3x3):
+    """Separable 3x3 with dilation 2: a 5x5 receptive field at 3x3 cost."""
+
+    dilation = 2
+
+
+def _max_pool_3x3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 stride-1 max pooling, padding 1: ``(N, C, H, W) -> (N, C, H, W)``.
+
+    On CPU with NCHW tensors, torch's max_pool2d is about 8-12x slower than this separable form
+    (row maxima, then column maxima), which gives identical values; at ties its gradient is
+    shared by the tied inputs instead of going to one of them (both are valid subgradients).
+    Elsewhere (GPU, channels-last) the native kernel is fast and used.
+    """
+    if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
+        return F.max_pool2d(x, 3, 1, 1)
+    y = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
+    r = torch.maximum(torch.maximum(y[..., :, :-2], y[..., :, 1:-1]), y[..., :, 2:])
+    return torch.maximum(torch.maximum(r[..., :-2, :], r[..., 1:-1, :]), r[..., 2:, :])
+
+
+def _avg_pool_3x3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 stride-1 average pooling, padding 1, padding excluded from the count.
+
+    Same reason and same split as :func:`_max_pool_3x3`: on CPU/NCHW, separable sums divided
+    by the per-pixel window count (9 inside, 6 on edges, 4 in corners) are several times faster.
+    """
+    if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
+        return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+    h, w = x.shape[-2:]
+    y = F.pad(x, (1, 1, 1, 1))
+    r = y[..., :, :-2] + y[..., :, 1:-1] + y[..., :, 2:]
+    total = r[..., :-2, :] + r[..., 1:-1, :] + r[..., 2:, :]
+    ones = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
+    count = F.avg_pool2d(ones, 3, 1, 1, count_include_pad=True, divisor_override=1)
+    return total / count
+
+
+class AvgPool3x3(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``; padding excluded, so borders are not pulled to 0."""
+        return _avg_pool_3x3(x)
+
+
+class MaxPool3x3(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        return _max_pool_3x3(x)
+
+
+class Skip(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``, the input itself."""
+        return x
+
+
+OPS: dict[str, type[nn.Module]] = {
+    "conv_1x1": Conv1x1,
+    "conv_3x3": Conv3x3,
+    "conv_5x5": Conv5x5,
+    "avg_pool_3x3": AvgPool3x3,
+    "max_pool_3x3": MaxPool3x3,
+    "skip": Skip,
+    "sep_conv_3x3": SepConv3x3,
+    "dil_conv_3x3": DilConv3x3,
+}
+
+
+def check_ops(ops: list[str], where: str = "model.ops") -> list[str]:
+    """Return ``ops`` after checking it is a non-empty list of known, distinct op names."""
+    if not isinstance(ops, list) or not ops:
+        raise UserError(f"{where}: expected a non-empty list of operation names")
+    for i, name in enumerate(ops):
+        if name not in OPS:
+            raise UserError(f"{where}[{i}]: unknown operation {name!r} "
+                            f"(known: {', '.join(OPS)})")
+    if len(set(ops)) != len(ops):
+        raise UserError(f"{where}: an operation is listed twice: {ops}")
+    return list(ops)

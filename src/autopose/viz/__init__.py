@@ -1,0 +1,1 @@
+"""Drawings and plots written as PNG files (matplotlib, Agg renderer)."""
