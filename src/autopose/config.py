@@ -133,6 +133,9 @@ class TrainConfig:
     # Width multiplier of the derived network; null: the genotype's own (search default 2).
     width_mult: float | None = None
     log_every: int = 20  # iterations between loss points in TensorBoard
+    # torch CPU threads of each training process; 0 leaves torch's default (one per core).
+    # With data workers on a small machine, 1 avoids cores oversubscribed by spinning threads.
+    threads: int = 0
 
 
 @dataclass
@@ -170,6 +173,9 @@ class SearchConfig:
 
     epochs: int = 50
     batch_size: int = 32
+    # Iterations per epoch; 0 is a full pass over the weight half. A cap makes "epoch" the
+    # controller's update period on a set too large (or a machine too small) for full passes.
+    iters_per_epoch: int = 0
     # Weights: Adam; alphas: Adam with DARTS' values (paper's lost).
     weight_lr: float = 1e-3
     alpha_lr: float = 3e-4

@@ -112,20 +112,34 @@ def network_heatmaps(model: torch.nn.Module, device: torch.device) -> HeatmapFn:
     return fn
 
 
-def predict(eval_set: EvalSet, heatmap_fn: HeatmapFn, cfg: Config,
-            progress: bool = True) -> Predictions:
-    """Run ``heatmap_fn`` over the split and decode every person's pose to image pixels."""
+def load_batches(eval_set: EvalSet, cfg: Config) -> list[dict[str, Any]]:
+    """Every batch of the split, decoded and cropped once (for repeated evaluation)."""
+    return list(iterate(_loader(eval_set, cfg)))
+
+
+def _loader(eval_set: EvalSet, cfg: Config):
     ds = eval_set.dataset
-    codec = ds.codec
+    return make_loader(ds, cfg.test.batch_size, min(cfg.data.workers, max(1, len(ds) // 8)))
+
+
+def predict(eval_set: EvalSet, heatmap_fn: HeatmapFn, cfg: Config, progress: bool = True,
+            batches: list[dict[str, Any]] | None = None, flip: bool | None = None) -> Predictions:
+    """Run ``heatmap_fn`` over the split (or over pre-loaded ``batches`` of it) and decode
+    every person's pose to image pixels. ``flip`` defaults to ``cfg.test.flip``."""
+    codec = eval_set.dataset.codec
     flip_index = eval_set.info.flip_index
-    loader = make_loader(ds, cfg.test.batch_size, min(cfg.data.workers, max(1, len(ds) // 8)))
+    flip = cfg.test.flip if flip is None else flip
+    if batches is None:
+        loader = _loader(eval_set, cfg)
+        source, total = iterate(loader), len(loader)
+    else:
+        source, total = iter(batches), len(batches)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in
                                           ("coords", "maxvals", "centers", "scales",
                                            "box_scores", "image_ids")}
-    for batch in tqdm(iterate(loader), total=len(loader), desc="test", disable=not progress,
-                      leave=False):
+    for batch in tqdm(source, total=total, desc="test", disable=not progress, leave=False):
         heatmaps = heatmap_fn(batch, False)
-        if cfg.test.flip:
+        if flip:
             flipped = heatmap_fn(batch, True)
             heatmaps = (heatmaps + codec.flip_back(flipped, flip_index, cfg.test.shift_heatmap)) * 0.5
         coords, maxvals = codec.decode(heatmaps)

@@ -1,0 +1,405 @@
+"""The bi-level search (paper section 3.2): cells by gradient, branches by reinforcement.
+
+Every iteration samples the network-level architecture (scale vectors) from the current
+policy (uniformly before the controller starts learning), then takes one weight step on the
+weight half of the training set and one alpha step on the arch half, both through the
+Gumbel-softmax (hard, straight-through) relaxation of the cells at an annealed
+temperature. From ``search.controller.start_epoch`` on, the end of each epoch updates the
+controller M times by REINFORCE, rewarded by the OKS AP of its samples with the shared
+weights on a held-out slice. ``--strategy random`` keeps the budget and the evaluation and
+replaces both learners by uniform sampling.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from autopose.config import Config, dump_config
+from autopose.data.coco import load_coco
+from autopose.data.loader import iterate, make_loader
+from autopose.data.sources import resolve_data
+from autopose.data.topdown import TopDownDataset
+from autopose.data.transforms import normalize_batch
+from autopose.engine.loss import joints_mse_loss
+from autopose.engine.tester import EvalSet, build_eval_set
+from autopose.errors import UserError
+from autopose.search import architectures as archs
+from autopose.search.checkpoint import load_search_checkpoint, save_search_checkpoint
+from autopose.search.controller import Controller, Reinforce, policy_entropy
+from autopose.search.reward import RewardEvaluator
+from autopose.search.sampler import EpochSampler
+from autopose.search.splits import split_records, write_subset_annotations
+from autopose.search_space.genotype import Genotype, derive_genotype
+from autopose.search_space.supernet import SampledOps, Supernet
+
+STRATEGIES = ("autopose", "random")
+
+
+@dataclass
+class Candidate:
+    """A network-level architecture with the cell alphas it is evaluated and derived with."""
+
+    scale_vectors: torch.Tensor  # (S, B) bool
+    alpha_individual: torch.Tensor
+    alpha_aggregation: torch.Tensor | None
+    reward: float | None = None
+
+
+@dataclass
+class SearchState:
+    """Everything a resumed search needs besides the module weights and optimisers."""
+
+    epoch: int = 0
+    iteration: int = 0  # next iteration within ``epoch``
+    log: list[dict[str, Any]] = field(default_factory=list)
+    pool: list[dict[str, Any]] = field(default_factory=list)  # random search: evaluated candidates
+    # The current epoch's losses and architectures so far, for a mid-epoch checkpoint.
+    partial: dict[str, list] = field(default_factory=dict)
+
+
+def alpha_entropy(alpha: torch.Tensor | None) -> float | None:
+    """Mean over edges of the entropy (nats) of the op distribution softmax(alpha)."""
+    if alpha is None:
+        return None
+    p = torch.softmax(alpha.detach().float(), dim=-1)
+    return float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
+
+
+class BilevelSearch:
+    """One search run in ``out``: build, (resume,) run, derive."""
+
+    def __init__(self, cfg: Config, out: Path, strategy: str = "autopose",
+                 device: torch.device | None = None, progress: bool = True):
+        if strategy not in STRATEGIES:
+            raise UserError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        s = cfg.search
+        if s.branches not in ("search", "all"):
+            raise UserError(f"config: search.branches: expected search or all, got {s.branches!r}")
+        if s.reward_split not in ("train", "val"):
+            raise UserError(f"config: search.reward_split: expected train or val, got {s.reward_split!r}")
+        self.cfg = resolve_data(cfg)
+        self.out = Path(out)
+        self.strategy = strategy
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.progress = progress
+        self._build()
+
+    # ------------------------------------------------------------------ construction
+
+    def _search_data_cfg(self):
+        import dataclasses
+
+        d = self.cfg.data
+        size = self.cfg.search.input_size or d.input_size
+        return dataclasses.replace(d, input_size=list(size))
+
+    def _build(self) -> None:
+        cfg, s = self.cfg, self.cfg.search
+        torch.manual_seed(cfg.seed)
+        data = self._search_data_cfg()
+        train = load_coco(cfg.data.train, data, "train")
+        splits = split_records(train.records, s.reward_fraction, cfg.seed,
+                               hold_out_reward=s.reward_split == "train")
+        if not splits.weight or not splits.arch:
+            raise UserError(f"{cfg.data.train.ann}: too few images to split into weight and "
+                            "arch halves")
+        self.info = train.info
+        self.weight_set = TopDownDataset(splits.weight, train.info, data, train=True, seed=cfg.seed)
+        self.arch_set = TopDownDataset(splits.arch, train.info, data, train=True, seed=cfg.seed + 1)
+        self.weight_sampler = EpochSampler(len(self.weight_set), cfg.seed)
+        self.arch_sampler = EpochSampler(len(self.arch_set), cfg.seed + 1)
+        self.iters_per_epoch = min(len(self.weight_set), len(self.arch_set)) // s.batch_size
+        if s.iters_per_epoch > 0:
+            self.iters_per_epoch = min(self.iters_per_epoch, s.iters_per_epoch)
+        if self.iters_per_epoch == 0:
+            raise UserError(f"config: search.batch_size: {s.batch_size} is more than the "
+                            f"{min(len(self.weight_set), len(self.arch_set))} persons of a half")
+
+        import dataclasses
+
+        reward_cfg = dataclasses.replace(cfg, data=data)
+        if s.reward_split == "train":
+            ann = write_subset_annotations(cfg.data.train.ann, splits.reward_image_ids,
+                                           self.out / "search_val_ann.json")
+            reward_set = EvalSet(TopDownDataset(splits.reward, train.info, data, train=False),
+                                 train.info, ann, "coco")
+        else:
+            reward_set = build_eval_set(reward_cfg)
+        self.reward = RewardEvaluator(reward_set, reward_cfg, self.device)
+
+        self.supernet = Supernet(cfg.model, train.info.num_joints).to(self.device)
+        self.w_opt = torch.optim.Adam(self.supernet.weight_parameters(), lr=s.weight_lr)
+        self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=s.alpha_lr,
+                                      betas=tuple(s.alpha_betas),
+                                      weight_decay=s.alpha_weight_decay)
+        self.controller = Controller(cfg.model.num_stages, len(cfg.model.branch_channels),
+                                     s.controller, single_branch=s.single_branch)
+        self.rl = Reinforce(self.controller, s.controller)
+        self.arch_gen = torch.Generator().manual_seed(cfg.seed)
+        self.state = SearchState()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": dump_config(self.cfg), "strategy": self.strategy,
+            "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
+            "a_opt": self.a_opt.state_dict(), "controller": self.controller.state_dict(),
+            "rl": self.rl.state_dict(), "arch_gen": self.arch_gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "epoch": self.state.epoch,
+            "iteration": self.state.iteration, "log": self.state.log, "pool": self.state.pool,
+            "partial": self.state.partial,
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any], source: Path) -> None:
+        if ckpt.get("config") != dump_config(self.cfg) or ckpt.get("strategy") != self.strategy:
+            raise UserError(f"{source}: --resume: the checkpoint was made with another config or "
+                            "strategy (compare its config.yaml)")
+        self.supernet.load_state_dict(ckpt["supernet"])
+        self.w_opt.load_state_dict(ckpt["w_opt"])
+        self.a_opt.load_state_dict(ckpt["a_opt"])
+        self.controller.load_state_dict(ckpt["controller"])
+        self.rl.load_state_dict(ckpt["rl"])
+        self.arch_gen.set_state(ckpt["arch_gen"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.state = SearchState(ckpt["epoch"], ckpt["iteration"], ckpt["log"], ckpt["pool"],
+                                 ckpt["partial"])
+
+    def checkpoint(self) -> None:
+        save_search_checkpoint(self.out, self.state_dict(),
+                               {"epoch": self.state.epoch, "iteration": self.state.iteration})
+
+    def resume(self) -> bool:
+        """Load the run folder's checkpoint; False when there is none yet."""
+        ckpt = load_search_checkpoint(self.out)
+        if ckpt is None:
+            return False
+        self.load_state_dict(ckpt, self.out / "checkpoint.pt")
+        return True
+
+    # ------------------------------------------------------------------ architectures
+
+    def _controller_active(self, epoch: int) -> bool:
+        s = self.cfg.search
+        return (self.strategy == "autopose" and s.branches == "search"
+                and epoch >= s.controller.start_epoch)
+
+    def sample_scale_vectors(self, epoch: int) -> torch.Tensor:
+        """The network-level architecture of one weight/alpha iteration."""
+        m, s = self.cfg.model, self.cfg.search
+        if s.branches == "all":
+            return archs.all_branches(m.num_stages, len(m.branch_channels))
+        if self._controller_active(epoch):
+            with torch.no_grad():
+                return self.controller.sample(self.arch_gen).scale_vectors
+        return archs.uniform_scale_vectors(m.num_stages, len(m.branch_channels),
+                                           s.single_branch, self.arch_gen)
+
+    def _argmax_ops(self, cand: Candidate) -> SampledOps:
+        agg = cand.alpha_aggregation
+        return self.supernet.fixed_ops(cand.alpha_individual.argmax(-1).tolist(),
+                                       None if agg is None else agg.argmax(-1).tolist())
+
+    def _current(self, scale_vectors: torch.Tensor) -> Candidate:
+        """A candidate with the searched alphas (AutoPose) ."""
+        agg = self.supernet.alpha_aggregation
+        return Candidate(scale_vectors, self.supernet.alpha_individual.detach().cpu().clone(),
+                         None if agg is None else agg.detach().cpu().clone())
+
+    def _random_candidate(self) -> Candidate:
+        """Uniform over the whole space: scale vectors and (through random alphas) cells."""
+        m, s = self.cfg.model, self.cfg.search
+        sv = (archs.all_branches(m.num_stages, len(m.branch_channels)) if s.branches == "all"
+              else archs.uniform_scale_vectors(m.num_stages, len(m.branch_channels),
+                                               s.single_branch, self.arch_gen))
+        ind = torch.rand(self.supernet.alpha_individual.shape, generator=self.arch_gen)
+        agg = self.supernet.alpha_aggregation
+        agg = None if agg is None else torch.rand(agg.shape, generator=self.arch_gen)
+        return Candidate(sv, ind, agg)
+
+    def evaluate(self, cand: Candidate) -> float:
+        cand.reward = self.reward(self.supernet, cand.scale_vectors.int().tolist(),
+                                  self._argmax_ops(cand))
+        return cand.reward
+
+    # ------------------------------------------------------------------ the loop
+
+    def tau(self, epoch: int, iteration: int) -> float:
+        s = self.cfg.search
+        total = max(1, s.epochs * self.iters_per_epoch - 1)
+        t = (epoch * self.iters_per_epoch + iteration) / total
+        return s.tau_start + (s.tau_end - s.tau_start) * min(1.0, t)
+
+    def _step(self, batch: dict[str, Any], sv: list[list[int]], tau: float,
+              optimizer: torch.optim.Optimizer) -> float:
+        images = normalize_batch(batch["image"].to(self.device))
+        pred = self.supernet(images, sv, tau)
+        loss = joints_mse_loss(pred, batch["target"].to(self.device),
+                               batch["target_weight"].to(self.device))
+        self.supernet.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    def _loaders(self, epoch: int, start_iteration: int):
+        bs = self.cfg.search.batch_size
+        self.weight_set.set_epoch(epoch)
+        self.arch_set.set_epoch(epoch)
+        self.weight_sampler.set_position(epoch, start_iteration * bs)
+        self.arch_sampler.set_position(epoch, start_iteration * bs)
+        workers = self.cfg.data.workers
+        # Own generators: creating a loader iterator must not draw from the global RNG,
+        # whose state the checkpoint restores.
+        wl = make_loader(self.weight_set, bs, workers, sampler=self.weight_sampler,
+                         drop_last=True, generator=torch.Generator().manual_seed(epoch))
+        al = make_loader(self.arch_set, bs, workers, sampler=self.arch_sampler,
+                         drop_last=True, generator=torch.Generator().manual_seed(epoch))
+        return iterate(wl), iterate(al)
+
+    def run_epoch(self, epoch: int, writer) -> dict[str, Any]:
+        s = self.cfg.search
+        t0 = time.time()
+        self.supernet.train()
+        start = self.state.iteration
+        w_iter, a_iter = self._loaders(epoch, start)
+        part = self.state.partial if start > 0 else {}
+        w_losses: list[float] = list(part.get("w", []))
+        a_losses: list[float] = list(part.get("a", []))
+        sampled: list = list(part.get("sampled", []))
+        bar = tqdm(range(start, self.iters_per_epoch), desc=f"search {epoch + 1}/{s.epochs}",
+                   disable=not self.progress, leave=False)
+        for it in bar:
+            wb, ab = next(w_iter), next(a_iter)
+            sv_t = self.sample_scale_vectors(epoch)
+            sv = sv_t.int().tolist()
+            sampled.append(sv)
+            tau = self.tau(epoch, it)
+            w_losses.append(self._step(wb, sv, tau, self.w_opt))
+            if self.strategy == "autopose":
+                a_losses.append(self._step(ab, sv, tau, self.a_opt))
+            bar.set_postfix(loss=f"{w_losses[-1]:.2e}", tau=f"{tau:.2f}")
+            self.state.iteration = it + 1
+            step = epoch * self.iters_per_epoch + it
+            if writer is not None:
+                writer.add_scalar("search/weight_loss", w_losses[-1], step)
+                writer.add_scalar("search/tau", tau, step)
+            if s.checkpoint_every and (it + 1) % s.checkpoint_every == 0 \
+                    and it + 1 < self.iters_per_epoch:
+                self.state.partial = {"w": list(w_losses), "a": list(a_losses),
+                                      "sampled": list(sampled)}
+                self.checkpoint()
+        end = self.end_of_epoch(epoch)
+        self.state.partial = {}
+        entry = {
+            "epoch": epoch,
+            "weight_loss": sum(w_losses) / max(1, len(w_losses)),
+            "alpha_loss": sum(a_losses) / max(1, len(a_losses)) if a_losses else None,
+            "tau": self.tau(epoch, self.iters_per_epoch - 1),
+            "alpha_entropy_individual": alpha_entropy(self.supernet.alpha_individual),
+            "alpha_entropy_aggregation": alpha_entropy(self.supernet.alpha_aggregation),
+            "sampled_architectures": sampled,
+            "seconds": round(time.time() - t0, 2),
+        } | end
+        return entry
+
+    def end_of_epoch(self, epoch: int) -> dict[str, Any]:
+        """Controller updates (AutoPose) or the same number of random evaluations."""
+        s, c = self.cfg.search, self.cfg.search.controller
+        out: dict[str, Any] = {"controller_updates": 0, "rewards": [], "baseline": self.rl.baseline}
+        if self._controller_active(epoch):
+            cache: dict[Any, float] = {}
+            for _ in range(c.updates_per_epoch):
+                svs = [self.controller.sample(self.arch_gen).scale_vectors
+                       for _ in range(c.archs_per_update)]
+                rewards = []
+                for sv in svs:
+                    k = archs.key(sv)
+                    if k not in cache:  # same weights within this epoch: same reward
+                        cache[k] = self.evaluate(self._current(sv))
+                    rewards.append(cache[k])
+                self.rl.update(svs, rewards)
+                out["rewards"] += rewards
+                out["controller_updates"] += 1
+            out["baseline"] = self.rl.baseline
+        elif self.strategy == "random" and epoch >= c.start_epoch and s.branches == "search":
+            for _ in range(c.updates_per_epoch * c.archs_per_update):
+                cand = self._random_candidate()
+                out["rewards"].append(self.evaluate(cand))
+                self.state.pool.append(_cand_to_dict(cand))
+        best = self.most_likely()
+        out["policy_entropy"] = self.policy_entropy()
+        out["most_likely"] = best.scale_vectors.int().tolist()
+        out["most_likely_ap"] = self.evaluate(best)
+        return out
+
+    def policy_entropy(self) -> float:
+        m, s = self.cfg.model, self.cfg.search
+        if s.branches == "all":
+            return 0.0
+        if self.strategy == "random":  # uniform: the maximum
+            per = math.log(len(m.branch_channels) + 1) if s.single_branch else \
+                len(m.branch_channels) * math.log(2)
+            return m.num_stages * per
+        return policy_entropy(self.controller)
+
+    def most_likely(self) -> Candidate:
+        m = self.cfg.model
+        if self.cfg.search.branches == "all":
+            return self._current(archs.all_branches(m.num_stages, len(m.branch_channels)))
+        if self.strategy == "random":
+            pool = [_cand_from_dict(d) for d in self.state.pool]
+            if pool:
+                return max(pool, key=lambda c: c.reward)
+            return self._current(archs.uniform_scale_vectors(
+                m.num_stages, len(m.branch_channels), self.cfg.search.single_branch,
+                torch.Generator().manual_seed(self.cfg.seed)))
+        with torch.no_grad():
+            return self._current(self.controller.most_likely().scale_vectors)
+
+    def derive(self) -> tuple[Genotype, list[dict[str, Any]]]:
+        """The final architecture: the best of N sampled candidates and the most likely one."""
+        s = self.cfg.search
+        cands = [self.most_likely()]
+        for _ in range(s.derive_samples):
+            if self.strategy == "random":
+                cands.append(self._random_candidate())
+            elif s.branches == "all":
+                break
+            else:
+                with torch.no_grad():
+                    cands.append(self._current(self.controller.sample(self.arch_gen).scale_vectors))
+        seen: dict[Any, Candidate] = {}
+        for c in cands:
+            k = (archs.key(c.scale_vectors), tuple(c.alpha_individual.argmax(-1).tolist()))
+            if k not in seen:
+                self.evaluate(c)
+                seen[k] = c
+        pool = list(seen.values())
+        if self.strategy == "random":
+            pool += [_cand_from_dict(d) for d in self.state.pool]
+        best = max(pool, key=lambda c: c.reward)
+        table = [{"scale_vectors": c.scale_vectors.int().tolist(), "ap": c.reward} for c in pool]
+        genotype = derive_genotype(best.alpha_individual, best.alpha_aggregation,
+                                   self.cfg.model, best.scale_vectors.int().tolist())
+        return genotype, table
+
+
+def _cand_to_dict(c: Candidate) -> dict[str, Any]:
+    return {"scale_vectors": c.scale_vectors.int().tolist(),
+            "alpha_individual": c.alpha_individual.tolist(),
+            "alpha_aggregation": None if c.alpha_aggregation is None else c.alpha_aggregation.tolist(),
+            "reward": c.reward}
+
+
+def _cand_from_dict(d: dict[str, Any]) -> Candidate:
+    agg = d["alpha_aggregation"]
+    return Candidate(torch.tensor(d["scale_vectors"], dtype=torch.bool),
+                     torch.tensor(d["alpha_individual"]),
+                     None if agg is None else torch.tensor(agg), d["reward"])

@@ -1,0 +1,76 @@
+"""The controller's reward: OKS AP of a sub-network with the shared supernet weights.
+
+The reward crops are decoded once and kept in memory; each evaluation runs the supernet on
+them with the given scale vectors and cell ops, then the ordinary test path (decode,
+rescoring, OKS-NMS, COCOeval) scores the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autopose.config import Config
+from autopose.data.transforms import normalize_batch
+from autopose.engine.tester import EvalSet, load_batches, predict, score
+from autopose.search_space.supernet import SampledOps, Supernet
+
+
+@contextlib.contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """BatchNorm normalises with each batch's own statistics and leaves the running ones
+    untouched (momentum 0): running statistics of a supernet mix every sub-network trained so
+    far, and do not describe the one under evaluation."""
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            saved.append((m, m.training, m.momentum))
+            m.train()
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, training, momentum in saved:
+            m.train(training)
+            m.momentum = momentum
+
+
+class RewardEvaluator:
+    """AP of sub-networks of ``supernet`` on a fixed evaluation set."""
+
+    def __init__(self, eval_set: EvalSet, cfg: Config, device: torch.device):
+        self.eval_set = eval_set
+        self.cfg = cfg
+        self.device = device
+        self.batches: list[dict[str, Any]] = load_batches(eval_set, cfg)
+
+    def __call__(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
+                 ops: SampledOps) -> float:
+        return self.metrics(supernet, scale_vectors, ops)["AP"]
+
+    @torch.no_grad()
+    def metrics(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
+                ops: SampledOps) -> dict[str, float]:
+        was_training = supernet.training
+        supernet.eval()
+
+        def heatmaps(batch: dict[str, Any], flipped: bool) -> np.ndarray:
+            images = normalize_batch(batch["image"].to(self.device))
+            if flipped:
+                images = images.flip(3)
+            return supernet(images, scale_vectors, ops=ops).float().cpu().numpy()
+
+        try:
+            with batch_statistics(supernet):
+                preds = predict(self.eval_set, heatmaps, self.cfg, progress=False,
+                                batches=self.batches, flip=self.cfg.search.reward_flip)
+        finally:
+            supernet.train(was_training)
+        m = score(self.eval_set, preds, self.cfg)
+        # COCOeval reports -1 when a range has no ground truth: no signal, not a penalty.
+        return {k: max(v, 0.0) for k, v in m.items()}
