@@ -27,8 +27,46 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
     if args.checkpoint is None and not args.oracle:
         raise UserError("autopose test: give --checkpoint CKPT or --oracle")
-    cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
+    if args.checkpoint is not None and args.config is None:
+        # Without --config a checkpoint is tested in the setting it was trained in.
+        from autopose.engine.checkpoint import checkpoint_config, read_checkpoint
+
+        cfg = checkpoint_config(read_checkpoint(args.checkpoint), args.checkpoint,
+                                args.overrides)
+    else:
+        cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
     run_test_command(cfg, out_dir=args.out, checkpoint=args.checkpoint, oracle=args.oracle)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from autopose.engine.trainer import run_train_command
+
+    return run_train_command(args.config, args.overrides, args.genotype, args.model, args.out,
+                             args.resume)
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    from autopose.engine.infer import run_infer_command
+
+    run_infer_command(args.checkpoint, args.image, args.boxes, args.box, args.out,
+                      min_score=args.min_score, kpt_thresh=args.kpt_thresh)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from autopose.engine.export import run_export_command
+
+    run_export_command(args.checkpoint, args.format, args.out, args.input)
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from autopose.config import DEFAULT_CONFIG, load_config
+    from autopose.search.run import run_search_command
+
+    cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
+    run_search_command(cfg, args.out, args.strategy, args.resume, args.seed)
     return 0
 
 
@@ -58,11 +96,54 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="test a checkpoint (or the ground-truth oracle) on the val split")
     _add_config_args(p)
-    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="without --config, tested in the config stored in the checkpoint")
     p.add_argument("--oracle", action="store_true",
                    help="use ground-truth heatmaps in place of network output: the upper bound "
                         "of the heatmap codec and a check of every transform")
     p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser("train", help="train a derived network (or a baseline) from scratch; "
+                                     "under torchrun, one process per device")
+    _add_config_args(p)
+    arch = p.add_mutually_exclusive_group()
+    arch.add_argument("--genotype", type=Path, default=None, help="genotype.json of the search")
+    arch.add_argument("--model", default=None,
+                      help="a baseline instead: hrnet_w32 | hrnet_w48 | simple_baseline_50")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("infer", help="poses on images: PNGs with skeletons and COCO-format "
+                                     "results (without boxes the whole image is one person)")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--image", type=Path, required=True, help="an image file or a folder")
+    boxes = p.add_mutually_exclusive_group()
+    boxes.add_argument("--boxes", type=Path, default=None,
+                       help="person detections, COCO results format (image_id or file_name)")
+    boxes.add_argument("--box", default=None, help="one box x,y,w,h for every image")
+    p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--min-score", type=float, default=0.0,
+                   help="skip detections scored below this (default 0)")
+    p.add_argument("--kpt-thresh", type=float, default=0.2,
+                   help="draw joints scored at least this (default 0.2)")
+    p.set_defaults(func=_cmd_infer)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX, checked against PyTorch")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--format", default="onnx", help="onnx (the only one)")
+    p.add_argument("--out", type=Path, default=None, help="default: the checkpoint's name, .onnx")
+    p.add_argument("--input", default=None, help="HxW (default: the checkpoint's input size)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("search", help="search an architecture (cells by gradient, branches "
+                                      "by the RL controller) and write genotype.json")
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    p.add_argument("--strategy", choices=("autopose", "random"), default="autopose",
+                   help="autopose (bi-level) or random search with the same budget")
+    p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("flops", help="parameters and GFLOPs (multiply-accumulates / 1e9)")
     p.add_argument("--model", required=True,

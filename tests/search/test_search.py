@@ -1,0 +1,141 @@
+"""``autopose search`` end to end on a tiny generated set: artifacts, strategies, ablations,
+resume after SIGKILL, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autopose.cli import main
+from autopose.data.synthetic import generate
+from autopose.search_space.genotype import Genotype
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "set"
+    generate(root, num_train=40, num_val=4, seed=0, image_size=(320, 240))
+    return root
+
+
+def tiny(tiny_set: Path, **extra: object) -> list[str]:
+    ov = {
+        "data.train.images": tiny_set / "images" / "train",
+        "data.train.ann": tiny_set / "person_keypoints_train.json",
+        "data.val.images": tiny_set / "images" / "val",
+        "data.val.ann": tiny_set / "person_keypoints_val.json",
+        "data.workers": 0, "data.input_size": "[64,48]",
+        "model.branch_channels": "[4,8,8,8]", "model.stem_channels": 8,
+        "search.input_size": "[64,48]", "search.epochs": 2, "search.iters_per_epoch": 2,
+        "search.batch_size": 4, "search.reward_fraction": 0.2, "search.derive_samples": 2,
+        "search.controller.start_epoch": 1, "search.controller.updates_per_epoch": 2,
+        "search.checkpoint_every": 0, "test.batch_size": 8,
+    }
+    ov.update(extra)
+    return [f"{k}={v}" for k, v in ov.items()]
+
+
+def run_search(out: Path, overrides: list[str], strategy: str = "autopose") -> Genotype:
+    assert main(["search", "--out", str(out), "--strategy", strategy] + overrides) == 0
+    return Genotype.load(out / "genotype.json")
+
+
+def test_search_writes_every_artifact(tiny_set, tmp_path):
+    g = run_search(tmp_path / "run", tiny(tiny_set))
+    out = tmp_path / "run"
+    for name in ("config.yaml", "run.json", "search_log.jsonl", "derivation.json",
+                 "search_progress.png", "search_entropy.png", "network.png",
+                 "individual_cell.png", "aggregation_cell.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert any((out / "tb").iterdir())
+    log = [json.loads(x) for x in (out / "search_log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1]
+    assert log[0]["controller_updates"] == 0 and log[1]["controller_updates"] == 2
+    assert len(log[1]["rewards"]) == 4 and log[1]["baseline"] is not None
+    assert all(len(e["sampled_architectures"]) == 2 for e in log)
+    assert log[1]["tau"] < log[0]["tau"]
+    assert len(g.scale_vectors) == 3 and g.aggregation is not None
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 0 and "versions" in run
+
+
+@pytest.mark.parametrize("strategy,extra,check", [
+    ("random", {}, lambda g: True),
+    ("autopose", {"search.single_branch": True},
+     lambda g: all(sum(v) <= 1 for v in g.scale_vectors)),
+    ("autopose", {"model.aggregation": "concat"}, lambda g: g.aggregation is None),
+    ("autopose", {"search.branches": "all"},
+     lambda g: all(all(v) for v in g.scale_vectors)),
+    ("autopose", {"search.input_size": "[32,32]"}, lambda g: True),
+])
+def test_strategies_and_ablations(tiny_set, tmp_path, strategy, extra, check):
+    g = run_search(tmp_path / "run", tiny(tiny_set, **extra), strategy)
+    assert check(g)
+    for name in ("search_log.jsonl", "search_progress.png", "search_entropy.png", "network.png"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def _cli(out: Path, overrides: list[str], resume: bool = False) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "autopose", "search", "--out", str(out)]
+    return subprocess.Popen(cmd + (["--resume"] if resume else []) + overrides, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_after_sigkill_gives_the_same_genotype(tiny_set, tmp_path):
+    ov = tiny(tiny_set, **{"search.iters_per_epoch": 4, "search.checkpoint_every": 1})
+    full = _cli(tmp_path / "full", ov)
+    killed = _cli(tmp_path / "killed", ov)
+    state = tmp_path / "killed" / "search_state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if state.exists():
+            pos = json.loads(state.read_text())
+            if pos["epoch"] == 1 and pos["iteration"] >= 1:  # mid-epoch, controller active
+                break
+        time.sleep(0.05)
+    else:
+        pytest.fail("no mid-epoch checkpoint appeared")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "genotype.json").exists()
+    resumed = _cli(tmp_path / "killed", ov, resume=True)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+    a = json.loads((tmp_path / "full" / "genotype.json").read_text())
+    b = json.loads((tmp_path / "killed" / "genotype.json").read_text())
+    assert a == b
+    la = (tmp_path / "full" / "search_log.jsonl").read_text().splitlines()
+    lb = (tmp_path / "killed" / "search_log.jsonl").read_text().splitlines()
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+    assert [strip(x) for x in la] == [strip(x) for x in lb]
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("autopose: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_damaged_checkpoint_missing_data_and_wrong_key(tiny_set, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    assert main(["search", "--out", str(out), "--resume"] + tiny(tiny_set)) == 2
+    line = _error_line(capsys)
+    assert "checkpoint.pt" in line and "damaged" in line
+    assert main(["search", "--out", str(out)] + tiny(tiny_set)) == 2
+    assert "--resume" in _error_line(capsys)
+    missing = tiny(tiny_set, **{"data.train.ann": tmp_path / "nope.json"})
+    assert main(["search", "--out", str(tmp_path / "r2")] + missing) == 2
+    assert "nope.json" in _error_line(capsys)
+    assert main(["search", "--out", str(tmp_path / "r3"), "search.epochz=3"]) == 2
+    assert "search.epochz: unknown key" in _error_line(capsys)
