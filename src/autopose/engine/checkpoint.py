@@ -1,0 +1,298 @@
+"""Checkpoints: weights, resolved config, architecture, keypoint layout and metadata in one file.
+
+A checkpoint is a ``torch.save`` dict of tensors and plain Python data only, so it loads with
+``torch.load(weights_only=True)``: a file that carries a pickled object with code (a class, a
+function) is refused, never executed. Layout (``version`` 1)::
+
+    {"format": "autopose-checkpoint", "version": 1,
+     "model": state_dict,                      # unwrapped (no DDP "module." prefix)
+     "arch": {"kind": "derived", "genotype": {...}, "width_mult": 0.5, "num_joints": 17}
+          or {"kind": "baseline", "name": "hrnet_w32", "num_joints": 17},
+     "keypoints": {"dataset", "names", "flip_pairs", "sigmas", "skeleton", "upper_body",
+                   "lower_body"},
+     "config": {...},                          # the resolved Config as a dict
+     "meta": {"epoch", "metrics", "seed", "git_commit", "versions", "argv", "saved_at"},
+     "train_state": {...} | None}              # last.pt only: what --resume needs
+
+Everything is written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import pickletools
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autopose.config import Config, config_from_dict, to_dict
+from autopose.data.keypoints import KeypointInfo
+from autopose.errors import UserError
+from autopose.io import atomic_write, git_commit, versions
+
+CHECKPOINT_FORMAT = "autopose-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+# ---------------------------------------------------------------------------- architecture
+
+
+def arch_for_genotype(genotype: Any, width_mult: float | None, num_joints: int) -> dict[str, Any]:
+    """The ``arch`` entry of a derived network (``width_mult`` None: the genotype's)."""
+    wm = float(genotype.width_mult if width_mult is None else width_mult)
+    return {"kind": "derived", "genotype": genotype.to_dict(), "width_mult": wm,
+            "num_joints": int(num_joints)}
+
+
+def arch_for_baseline(name: str, num_joints: int) -> dict[str, Any]:
+    """The ``arch`` entry of a hand-designed baseline from :data:`autopose.models.MODELS`."""
+    from autopose.models import MODELS
+
+    if name not in MODELS:
+        raise UserError(f"--model: unknown model {name!r} (known: {', '.join(MODELS)})")
+    return {"kind": "baseline", "name": name, "num_joints": int(num_joints)}
+
+
+def build_model(arch: dict[str, Any], source: str = "<arch>") -> nn.Module:
+    """The network an ``arch`` entry describes, freshly initialised (on the CPU)."""
+    from autopose.models import MODELS
+    from autopose.models.derived import build_derived
+    from autopose.search_space.genotype import Genotype
+
+    if not isinstance(arch, dict):
+        raise UserError(f"{source}: arch: expected a mapping")
+    kind = arch.get("kind")
+    k = arch.get("num_joints")
+    if not isinstance(k, int) or k < 1:
+        raise UserError(f"{source}: arch.num_joints: expected a positive integer, got {k!r}")
+    if kind == "derived":
+        genotype = Genotype.from_dict(arch.get("genotype"), f"{source}: arch.genotype")
+        wm = arch.get("width_mult")
+        if not isinstance(wm, (int, float)) or wm <= 0:
+            raise UserError(f"{source}: arch.width_mult: expected a positive number, got {wm!r}")
+        return build_derived(genotype, width_mult=float(wm), num_joints=k)
+    if kind == "baseline":
+        name = arch.get("name")
+        if name not in MODELS:
+            raise UserError(f"{source}: arch.name: unknown model {name!r} "
+                            f"(known: {', '.join(MODELS)})")
+        return MODELS[name](num_joints=k)
+    raise UserError(f"{source}: arch.kind: expected 'derived' or 'baseline', got {kind!r}")
+
+
+def describe_arch(arch: dict[str, Any]) -> str:
+    """One line for logs: ``derived (width 0.5, 17 joints)`` or ``hrnet_w32 (17 joints)``."""
+    if arch.get("kind") == "derived":
+        return f"derived network (width_mult {arch['width_mult']:g}, {arch['num_joints']} joints)"
+    return f"{arch.get('name')} ({arch.get('num_joints')} joints)"
+
+
+# ---------------------------------------------------------------------------- keypoint layout
+
+
+def keypoints_to_dict(info: KeypointInfo) -> dict[str, Any]:
+    """KeypointInfo as plain lists (what ``weights_only`` loading accepts)."""
+    return {"dataset": info.dataset, "names": list(info.names),
+            "flip_pairs": [list(p) for p in info.flip_pairs], "sigmas": list(info.sigmas),
+            "skeleton": [list(e) for e in info.skeleton], "upper_body": list(info.upper_body),
+            "lower_body": list(info.lower_body)}
+
+
+def keypoints_from_dict(d: Any, source: str) -> KeypointInfo:
+    """Inverse of :func:`keypoints_to_dict`; UserError naming the file when malformed."""
+    try:
+        return KeypointInfo(
+            dataset=str(d["dataset"]), names=tuple(str(n) for n in d["names"]),
+            flip_pairs=tuple((int(a), int(b)) for a, b in d["flip_pairs"]),
+            sigmas=tuple(float(s) for s in d["sigmas"]),
+            skeleton=tuple((int(a), int(b)) for a, b in d["skeleton"]),
+            upper_body=tuple(int(i) for i in d["upper_body"]),
+            lower_body=tuple(int(i) for i in d["lower_body"]))
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{source}: keypoints: malformed keypoint layout") from None
+
+
+# ---------------------------------------------------------------------------- save
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) \
+        else model
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, arch: dict[str, Any],
+                    info: KeypointInfo, epoch: int, metrics: dict[str, float] | None = None,
+                    train_state: dict[str, Any] | None = None,
+                    argv: list[str] | None = None) -> Path:
+    """Write a checkpoint atomically; the weights are copied to the CPU first.
+
+    ``epoch``: epochs completed. ``train_state`` (optimizer, scheduler, RNG states, position in
+    the epoch, log) makes the file resumable; it is left out of best-model files.
+    """
+    import sys
+
+    state = {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": state,
+        "arch": arch,
+        "keypoints": keypoints_to_dict(info),
+        "config": to_dict(cfg),
+        "meta": {"epoch": int(epoch), "metrics": dict(metrics or {}), "seed": cfg.seed,
+                 "git_commit": git_commit(),
+                 # str(): torch.__version__ is a TorchVersion, which weights_only refuses.
+                 "versions": {k: str(v) for k, v in versions().items()},
+                 "argv": list(sys.argv if argv is None else argv),
+                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        "train_state": train_state,
+    }
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def _pickle_globals(data: bytes, limit: int = 5) -> list[str]:
+    """``module.name`` of the first globals a raw pickle would import (empty if none)."""
+    found: list[str] = []
+    strings: list[str] = []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            strings.append(str(arg))
+        elif op.name in ("GLOBAL", "INST"):
+            found.append(str(arg).replace(" ", "."))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            found.append(f"{strings[-2]}.{strings[-1]}")
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _refuse(path: Path, what: str) -> UserError:
+    return UserError(f"{path}: refused: the file carries a pickled object with code ({what}); "
+                     "autopose loads checkpoints with torch.load(weights_only=True) and never "
+                     "runs code from one")
+
+
+def _damaged(path: Path, why: str) -> UserError:
+    return UserError(f"{path}: checkpoint is damaged or truncated ({why}); "
+                     "use another copy, or last.pt / best.pt of the run")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate a checkpoint file with ``weights_only=True`` (on the CPU).
+
+    A file that would import code is refused; a truncated or corrupt file is reported as
+    damaged; a file of another kind, or missing fields, are named. All are UserErrors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":
+        # torch.save writes a zip archive; anything else is a bare pickle, an old torch
+        # format, or garbage. Look at the pickle's opcodes (without running them) to say which.
+        data = path.read_bytes()
+        if not data:
+            raise _damaged(path, "empty file")
+        try:
+            globs = _pickle_globals(data)
+        except Exception:  # noqa: BLE001 - any parse failure means "not a pickle"
+            raise _damaged(path, "not a torch checkpoint archive") from None
+        if globs:
+            raise _refuse(path, "imports " + ", ".join(globs))
+        raise UserError(f"{path}: not an autopose checkpoint (a bare pickle, not a torch "
+                        "checkpoint archive)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - classified below, never re-raised as is
+        msg = str(e)
+        if "GLOBAL" in msg or "Unsupported global" in msg:
+            # "Trying to load unsupported GLOBAL posix.system ..." -> name what it imports.
+            detail = next((ln.strip() for ln in msg.splitlines() if "GLOBAL" in ln), "")
+            raise _refuse(path, detail or "a global the weights-only loader blocks") from None
+        if isinstance(e, (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError)) \
+                or "Weights only load failed" in msg:
+            first = msg.splitlines()[0] if msg else type(e).__name__
+            raise _damaged(path, first[:120]) from None
+        raise _damaged(path, type(e).__name__) from None
+    return _validate(ckpt, path)
+
+
+def _validate(ckpt: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not an autopose checkpoint (no 'format: "
+                        f"{CHECKPOINT_FORMAT}' entry)")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise UserError(f"{path}: version: unsupported checkpoint version "
+                        f"{ckpt.get('version')!r} (this autopose reads {CHECKPOINT_VERSION})")
+    for key, tp in (("model", dict), ("arch", dict), ("keypoints", dict), ("config", dict),
+                    ("meta", dict)):
+        if not isinstance(ckpt.get(key), tp):
+            raise UserError(f"{path}: {key}: missing or not a mapping")
+    if not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise UserError(f"{path}: model: expected a state dict of tensors")
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path,
+                      overrides: list[str] | None = None) -> Config:
+    """The resolved config stored in a checkpoint, with ``key=value`` overrides applied."""
+    return config_from_dict(ckpt["config"], f"{path}: config", overrides)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
+    """The checkpoint's network with its weights, on the CPU, in eval mode."""
+    model = build_model(ckpt["arch"], f"{path}")
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {unexpected[0]})")
+        raise UserError(f"{path}: model: weights do not match the architecture in arch "
+                        f"({'; '.join(parts)})")
+    return model.eval()
+
+
+def load_model(path: str | Path, device: torch.device | None = None
+               ) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model in eval mode on device, checkpoint dict)`` for test, infer and export."""
+    from autopose.engine.distributed import default_device
+
+    ckpt = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path)
+    device = device or default_device()
+    return model.to(device), ckpt
+
+
+def load_model_for_test(checkpoint: str | Path | None, cfg: Config
+                        ) -> tuple[nn.Module, torch.device]:
+    """The model for ``autopose test --checkpoint``: built from the checkpoint's own arch.
+
+    The checkpoint's joints must be the test set's: an MPII checkpoint cannot be scored on
+    COCO or the other way round.
+    """
+    if checkpoint is None:
+        raise UserError("autopose test: --checkpoint is required")
+    from autopose.engine.distributed import default_device
+
+    device = default_device()
+    model, ckpt = load_model(checkpoint, device)
+    k = ckpt["arch"]["num_joints"]
+    if cfg.data.format == "mpii" and k != 16:
+        raise UserError(f"{checkpoint}: arch.num_joints: the model predicts {k} joints; "
+                        "MPII has 16")
+    if cfg.data.format == "coco" and cfg.data.keypoints.flip_pairs is None and k != 17:
+        raise UserError(f"{checkpoint}: arch.num_joints: the model predicts {k} joints; the "
+                        "config's COCO layout has 17 (set data.keypoints for a custom layout)")
+    print(f"autopose: {checkpoint}: {describe_arch(ckpt['arch'])}, epoch "
+          f"{ckpt['meta'].get('epoch')}")
+    return model, device

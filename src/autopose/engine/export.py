@@ -1,0 +1,155 @@
+"""``autopose export``: a checkpoint's network as an ONNX model, checked against PyTorch.
+
+The model maps normalised images ``images (N, 3, H, W)`` float32 (RGB, ImageNet mean and std,
+as :func:`~autopose.data.transforms.normalize_batch` makes them) to ``heatmaps
+(N, K, H/4, W/4)``; the batch axis is dynamic, H and W are fixed at export (default: the
+checkpoint's ``data.input_size``). Before the file is written, ONNX Runtime runs it on a random
+input and its output must match PyTorch's within 1e-4 (largest absolute difference); a model
+that fails this is not written. Needs the packages ``onnx`` and ``onnxruntime``
+(``pip install 'autopose[export]'``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from autopose.errors import UserError
+from autopose.io import atomic_write
+
+TOLERANCE = 1e-4
+OPSET = 17
+
+
+def _require_onnx() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as e:
+        missing = getattr(e, "name", None) or "onnx"
+        raise UserError(f"autopose export: the package {missing!r} is not installed; install "
+                        "the export extra: pip install 'autopose[export]' (or: pip install onnx "
+                        "onnxruntime)") from None
+    return onnx, onnxruntime
+
+
+def parse_input(text: str | None, default: list[int]) -> tuple[int, int]:
+    """``"256x192"`` -> (256, 192); None -> ``default``."""
+    if text is None:
+        return int(default[0]), int(default[1])
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) < 8 or int(m.group(2)) < 8:
+        raise UserError(f"--input: expected HEIGHTxWIDTH such as 256x192, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+@contextlib.contextmanager
+def reference_pooling() -> Iterator[None]:
+    """Trace the search space's 3x3 poolings as the plain torch ops.
+
+    On CPU the ops of :mod:`autopose.search_space.ops` compute pooling in a faster separable
+    form whose window count uses ``avg_pool2d(divisor_override=1)``, which ONNX's AveragePool
+    cannot express (the exporter drops it, and the exported average pooling is then wrong).
+    While exporting, the native ``avg_pool2d(count_include_pad=False)`` and ``max_pool2d``
+    (the same values) are traced instead; the 1e-4 check against PyTorch still covers them.
+    """
+    import torch.nn.functional as F
+
+    from autopose.search_space import ops
+
+    patches = {"_avg_pool_3x3": lambda x: F.avg_pool2d(x, 3, 1, 1, count_include_pad=False),
+               "_max_pool_3x3": lambda x: F.max_pool2d(x, 3, 1, 1)}
+    saved = {k: getattr(ops, k) for k in patches if hasattr(ops, k)}
+    try:
+        for k in saved:
+            setattr(ops, k, patches[k])
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(ops, k, v)
+
+
+def to_onnx_bytes(model: torch.nn.Module, input_hw: tuple[int, int], opset: int = OPSET) -> bytes:
+    """Trace ``model`` (eval mode, CPU) into ONNX bytes with a dynamic batch axis.
+
+    Uses the TorchScript-based exporter (``dynamo=False``): it needs no ``onnxscript`` and
+    handles these fixed-shape convolutional networks exactly.
+    """
+    example = torch.zeros(1, 3, *input_hw)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), reference_pooling():
+        # The TorchScript exporter announces its deprecation, and the tracer notes the
+        # Python shape checks it folds into constants: neither changes the exported graph.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=["heatmaps"],
+                          dynamic_axes={"images": {0: "batch"}, "heatmaps": {0: "batch"}},
+                          do_constant_folding=True)
+    return buf.getvalue()
+
+
+def check_onnx(data: bytes, model: torch.nn.Module, input_hw: tuple[int, int],
+               seed: int = 0, batch: int = 2) -> float:
+    """Largest ``|onnxruntime - torch|`` on a random normal input ``(batch, 3, H, W)``."""
+    onnx, ort = _require_onnx()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, *input_hw, generator=g)
+    with torch.no_grad():
+        want = model(x).numpy()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run(["heatmaps"], {"images": x.numpy()})[0]
+    if got.shape != want.shape:
+        raise UserError(f"export check: ONNX output shape {got.shape} != PyTorch's {want.shape}")
+    return float(np.max(np.abs(got - want)))
+
+
+def _add_metadata(data: bytes, meta: dict[str, str]) -> bytes:
+    onnx, _ = _require_onnx()
+    proto = onnx.load_from_string(data)
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    return proto.SerializeToString()
+
+
+def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
+                       input_size: str | None = None) -> dict[str, Any]:
+    """``autopose export``; returns ``{"out", "max_abs_diff", "input"}``."""
+    import json
+
+    from autopose.engine.checkpoint import describe_arch, load_model
+
+    if fmt != "onnx":
+        raise UserError(f"--format: only onnx is supported, got {fmt!r}")
+    _require_onnx()
+    model, ckpt = load_model(checkpoint, torch.device("cpu"))
+    hw = parse_input(input_size, ckpt["config"]["data"]["input_size"])
+    data = to_onnx_bytes(model, hw)
+    diff = check_onnx(data, model, hw)
+    if not diff <= TOLERANCE:  # also catches NaN
+        raise UserError(f"{checkpoint}: export check failed: ONNX Runtime and PyTorch differ by "
+                        f"{diff:.3g} > {TOLERANCE:g} on a random input; nothing written")
+    data = _add_metadata(data, {
+        "autopose.arch": describe_arch(ckpt["arch"]),
+        "autopose.input": f"images (N, 3, {hw[0]}, {hw[1]}) float32 RGB, /255, ImageNet "
+                          "mean [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225]",
+        "autopose.output": f"heatmaps (N, {ckpt['arch']['num_joints']}, {hw[0] // 4}, "
+                           f"{hw[1] // 4})",
+        "autopose.keypoints": json.dumps(ckpt["keypoints"]["names"]),
+        "autopose.flip_pairs": json.dumps(ckpt["keypoints"]["flip_pairs"]),
+    })
+    out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
+    atomic_write(out, lambda tmp: tmp.write_bytes(data))
+    print(f"autopose export: {out} (opset {OPSET}, input {hw[0]}x{hw[1]}, dynamic batch); "
+          f"ONNX Runtime vs PyTorch on a random input: max |diff| = {diff:.2e} "
+          f"(<= {TOLERANCE:g})")
+    return {"out": str(out), "max_abs_diff": diff, "input": list(hw)}

@@ -1,0 +1,92 @@
+"""Distributed training: two gloo processes under torchrun end with the same weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+
+import pytest
+import torch
+
+from autopose.engine import distributed as d
+from engine_fixtures import (PYTHON, subprocess_env, tiny_genotype, tiny_set,  # noqa: F401
+                             write_tiny_config)
+
+# Each rank trains through the real entry point, then saves the weights it ends with (and
+# what it saw of the job), so the test can compare the ranks.
+WORKER = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    import torch
+    from autopose.engine.trainer import ArchSource, train
+    cfg, genotype, out, dump = sys.argv[1:5]
+    res = train(Path(cfg), [], ArchSource(genotype=Path(genotype)), Path(out), progress=False)
+    rank = int(os.environ["RANK"])
+    torch.save(res.model.state_dict(), Path(dump) / f"rank{rank}.pt")
+    Path(dump, f"rank{rank}.json").write_text(json.dumps(
+        {"final": res.final, "world": os.environ["WORLD_SIZE"], "out": str(res.out)}))
+""")
+
+
+def test_two_process_gloo_training_ends_with_identical_weights(tiny_set, tiny_genotype,
+                                                               tmp_path):
+    cfg = write_tiny_config(tmp_path / "tiny.yaml", tiny_set, epochs=2, checkpoint_every=3)
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    out = tmp_path / "run"
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(worker), str(cfg), str(tiny_genotype), str(out), str(dump)]
+    res = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    s0 = torch.load(dump / "rank0.pt", weights_only=True)
+    s1 = torch.load(dump / "rank1.pt", weights_only=True)
+    assert s0.keys() == s1.keys()
+    for k in s0:  # parameters and BatchNorm statistics alike
+        assert torch.equal(s0[k], s1[k]), f"{k} differs between ranks"
+    r0 = json.loads((dump / "rank0.json").read_text())
+    r1 = json.loads((dump / "rank1.json").read_text())
+    assert r0["world"] == r1["world"] == "2"
+    assert r0["final"] == r1["final"] and "AP" in r0["final"]
+    # Rank 0 wrote the one run folder; its checkpoint holds the weights both ranks ended with.
+    from autopose.engine.checkpoint import read_checkpoint
+
+    ck = read_checkpoint(out / "last.pt")
+    assert ck["train_state"]["world_size"] == 2 and ck["meta"]["epoch"] == 2
+    for k in s0:
+        assert torch.equal(ck["model"][k], s0[k]), k
+    run = json.loads((out / "run.json").read_text())
+    assert run["world_size"] == 2
+    # 58 instances, 29 per rank, 4 per rank per batch: 7 batches an epoch.
+    assert run["iters_per_epoch"] == 7
+    # The weights moved: the ranks agree on a trained model, not on the initialisation.
+    from autopose.engine.checkpoint import build_model
+
+    torch.manual_seed(0)
+    init = build_model(ck["arch"]).state_dict()
+    assert any(not torch.equal(init[k], s0[k]) for k in s0 if k.endswith("weight"))
+
+
+def test_helpers_without_a_process_group(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    info = d.init_distributed()
+    assert (info.rank, info.world_size, info.is_main, info.distributed) == (0, 1, True, False)
+    assert info.device == d.default_device()
+    assert d.broadcast_object({"a": 1}) == {"a": 1}
+    x = torch.tensor([2.0, 4.0])
+    assert torch.equal(d.all_reduce_mean(x), x)
+    d.barrier()
+    assert d.backend_for(torch.device("cpu")) == "gloo"
+    assert d.backend_for(torch.device("cuda", 0)) == "nccl"
+
+
+def test_bad_environment_is_named(monkeypatch):
+    from autopose.errors import UserError
+
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(UserError, match="WORLD_SIZE='two'"):
+        d.init_distributed()
