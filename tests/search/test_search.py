@@ -139,3 +139,17 @@ def test_damaged_checkpoint_missing_data_and_wrong_key(tiny_set, tmp_path, capsy
     assert "nope.json" in _error_line(capsys)
     assert main(["search", "--out", str(tmp_path / "r3"), "search.epochz=3"]) == 2
     assert "search.epochz: unknown key" in _error_line(capsys)
+
+
+def test_two_process_gloo_search_agrees(tiny_set, tmp_path):
+    """torchrun with 2 CPU processes: gradients averaged over gloo, one genotype."""
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "autopose", "search", "--out", str(out)] + \
+        tiny(tiny_set, **{"search.batch_size": 2})
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "all 2 processes derived the same genotype" in proc.stdout
+    Genotype.load(out / "genotype.json")
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2

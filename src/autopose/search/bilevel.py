@@ -27,6 +27,7 @@ from autopose.data.loader import iterate, make_loader
 from autopose.data.sources import resolve_data
 from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import normalize_batch
+from autopose.engine import distributed as ddp
 from autopose.engine.loss import joints_mse_loss
 from autopose.engine.tester import EvalSet, build_eval_set
 from autopose.errors import UserError
@@ -76,7 +77,7 @@ class BilevelSearch:
     """One search run in ``out``: build, (resume,) run, derive."""
 
     def __init__(self, cfg: Config, out: Path, strategy: str = "autopose",
-                 device: torch.device | None = None, progress: bool = True):
+                 dist_info: ddp.DistInfo | None = None, progress: bool = True):
         if strategy not in STRATEGIES:
             raise UserError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
         s = cfg.search
@@ -87,8 +88,12 @@ class BilevelSearch:
         self.cfg = resolve_data(cfg)
         self.out = Path(out)
         self.strategy = strategy
-        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.progress = progress
+        # Under torchrun every rank runs this same search on its share of each batch:
+        # gradients are averaged, rank 0's architecture choices are broadcast, and rewards
+        # are scored on every rank's predictions together, so all ranks stay identical.
+        self.dist = dist_info or ddp.DistInfo(0, 1, 0, ddp.default_device())
+        self.device = self.dist.device
+        self.progress = progress and self.dist.is_main
         self._build()
 
     # ------------------------------------------------------------------ construction
@@ -113,26 +118,30 @@ class BilevelSearch:
         self.info = train.info
         self.weight_set = TopDownDataset(splits.weight, train.info, data, train=True, seed=cfg.seed)
         self.arch_set = TopDownDataset(splits.arch, train.info, data, train=True, seed=cfg.seed + 1)
-        self.weight_sampler = EpochSampler(len(self.weight_set), cfg.seed)
-        self.arch_sampler = EpochSampler(len(self.arch_set), cfg.seed + 1)
-        self.iters_per_epoch = min(len(self.weight_set), len(self.arch_set)) // s.batch_size
+        rank, world = self.dist.rank, self.dist.world_size
+        self.weight_sampler = EpochSampler(len(self.weight_set), cfg.seed, rank, world)
+        self.arch_sampler = EpochSampler(len(self.arch_set), cfg.seed + 1, rank, world)
+        per_rank = min(len(self.weight_sampler), len(self.arch_sampler))
+        self.iters_per_epoch = per_rank // s.batch_size
         if s.iters_per_epoch > 0:
             self.iters_per_epoch = min(self.iters_per_epoch, s.iters_per_epoch)
         if self.iters_per_epoch == 0:
             raise UserError(f"config: search.batch_size: {s.batch_size} is more than the "
-                            f"{min(len(self.weight_set), len(self.arch_set))} persons of a half")
+                            f"{per_rank} persons of a half (per process)")
 
         import dataclasses
 
         reward_cfg = dataclasses.replace(cfg, data=data)
         if s.reward_split == "train":
-            ann = write_subset_annotations(cfg.data.train.ann, splits.reward_image_ids,
-                                           self.out / "search_val_ann.json")
+            ann = self.out / "search_val_ann.json"
+            if self.dist.is_main:
+                write_subset_annotations(cfg.data.train.ann, splits.reward_image_ids, ann)
+            ddp.barrier()
             reward_set = EvalSet(TopDownDataset(splits.reward, train.info, data, train=False),
                                  train.info, ann, "coco")
         else:
             reward_set = build_eval_set(reward_cfg)
-        self.reward = RewardEvaluator(reward_set, reward_cfg, self.device)
+        self.reward = RewardEvaluator(reward_set, reward_cfg, self.device, rank, world)
 
         self.supernet = Supernet(cfg.model, train.info.num_joints).to(self.device)
         self.w_opt = torch.optim.Adam(self.supernet.weight_parameters(), lr=s.weight_lr)
@@ -173,8 +182,12 @@ class BilevelSearch:
                                  ckpt["partial"])
 
     def checkpoint(self) -> None:
-        save_search_checkpoint(self.out, self.state_dict(),
-                               {"epoch": self.state.epoch, "iteration": self.state.iteration})
+        # Running BN statistics are each rank's own; the checkpoint holds rank 0's.
+        ddp.broadcast_buffers(self.supernet)
+        if self.dist.is_main:
+            save_search_checkpoint(self.out, self.state_dict(),
+                                   {"epoch": self.state.epoch, "iteration": self.state.iteration})
+        ddp.barrier()
 
     def resume(self) -> bool:
         """Load the run folder's checkpoint; False when there is none yet."""
@@ -192,7 +205,10 @@ class BilevelSearch:
                 and epoch >= s.controller.start_epoch)
 
     def sample_scale_vectors(self, epoch: int) -> torch.Tensor:
-        """The network-level architecture of one weight/alpha iteration."""
+        """The network-level architecture of one weight/alpha iteration (rank 0's)."""
+        return ddp.broadcast_object(self._sample_scale_vectors(epoch))
+
+    def _sample_scale_vectors(self, epoch: int) -> torch.Tensor:
         m, s = self.cfg.model, self.cfg.search
         if s.branches == "all":
             return archs.all_branches(m.num_stages, len(m.branch_channels))
@@ -245,8 +261,15 @@ class BilevelSearch:
                                batch["target_weight"].to(self.device))
         self.supernet.zero_grad(set_to_none=True)
         loss.backward()
+        if self.dist.distributed:
+            # Every rank ran the same sub-network (same architecture, same Gumbel draws), so
+            # the same parameters have gradients, in the same order on every rank.
+            for p in self.supernet.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= self.dist.world_size
         optimizer.step()
-        return float(loss.detach())
+        return float(ddp.all_reduce_mean(loss.detach()))
 
     def _loaders(self, epoch: int, start_iteration: int):
         bs = self.cfg.search.batch_size
@@ -316,8 +339,8 @@ class BilevelSearch:
         if self._controller_active(epoch):
             cache: dict[Any, float] = {}
             for _ in range(c.updates_per_epoch):
-                svs = [self.controller.sample(self.arch_gen).scale_vectors
-                       for _ in range(c.archs_per_update)]
+                svs = ddp.broadcast_object([self.controller.sample(self.arch_gen).scale_vectors
+                                            for _ in range(c.archs_per_update)])
                 rewards = []
                 for sv in svs:
                     k = archs.key(sv)

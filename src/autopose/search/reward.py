@@ -17,7 +17,7 @@ from torch import nn
 
 from autopose.config import Config
 from autopose.data.transforms import normalize_batch
-from autopose.engine.tester import EvalSet, load_batches, predict, score
+from autopose.engine.tester import EvalSet, Predictions, load_batches, predict, score
 from autopose.search_space.supernet import SampledOps, Supernet
 
 
@@ -43,11 +43,14 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
 class RewardEvaluator:
     """AP of sub-networks of ``supernet`` on a fixed evaluation set."""
 
-    def __init__(self, eval_set: EvalSet, cfg: Config, device: torch.device):
+    def __init__(self, eval_set: EvalSet, cfg: Config, device: torch.device,
+                 rank: int = 0, world_size: int = 1):
         self.eval_set = eval_set
         self.cfg = cfg
         self.device = device
-        self.batches: list[dict[str, Any]] = load_batches(eval_set, cfg)
+        self.world_size = world_size
+        # Each process predicts its share of the batches; the reward scores them together.
+        self.batches: list[dict[str, Any]] = load_batches(eval_set, cfg)[rank::world_size]
 
     def __call__(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
                  ops: SampledOps) -> float:
@@ -71,6 +74,19 @@ class RewardEvaluator:
                                 batches=self.batches, flip=self.cfg.search.reward_flip)
         finally:
             supernet.train(was_training)
+        if self.world_size > 1:
+            preds = _gather(preds)
         m = score(self.eval_set, preds, self.cfg)
         # COCOeval reports -1 when a range has no ground truth: no signal, not a penalty.
         return {k: max(v, 0.0) for k, v in m.items()}
+
+
+def _gather(preds: Predictions) -> Predictions:
+    """Every rank's predictions, concatenated in rank order, on every rank."""
+    import dataclasses
+
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, dataclasses.asdict(preds))
+    return Predictions(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})

@@ -6,7 +6,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import torch
+
 from autopose.config import Config, dump_config
+from autopose.engine import distributed as ddp
 from autopose.errors import UserError
 from autopose.io import run_record, write_json, write_text
 from autopose.search.bilevel import BilevelSearch
@@ -21,36 +24,54 @@ def run_search_command(cfg: Config, out_dir: Path | None, strategy: str = "autop
                        resume: bool = False, seed: int | None = None,
                        progress: bool = True) -> Path:
     """Search, derive and write the run folder; returns the genotype's path."""
-    from torch.utils.tensorboard import SummaryWriter
-
     from autopose.engine.tester import default_run_dir
-    from autopose.viz.architecture import draw_genotype
-    from autopose.viz.search_plots import plot_search
 
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=seed)
-    out = Path(out_dir) if out_dir else default_run_dir("search")
-    if (out / CHECKPOINT).exists() and not resume:
-        raise UserError(f"{out}: holds a search already: add --resume to continue it, or give "
-                        "another --out")
+    info = ddp.init_distributed()
+    try:
+        # One run folder for all ranks: rank 0's clock names it.
+        out = ddp.broadcast_object(Path(out_dir) if out_dir else default_run_dir("search"))
+        if (out / CHECKPOINT).exists() and not resume:
+            raise UserError(f"{out}: holds a search already: add --resume to continue it, or "
+                            "give another --out")
+        return _search(cfg, out, strategy, resume, progress, info)
+    finally:
+        ddp.cleanup()
+
+
+def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
+            info: ddp.DistInfo) -> Path:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from autopose.viz.architecture import draw_genotype
+    from autopose.viz.search_plots import plot_search
+
+    main = info.is_main
     out.mkdir(parents=True, exist_ok=True)
-    search = BilevelSearch(cfg, out, strategy, progress=progress)
-    if resume and search.resume():
+    search = BilevelSearch(cfg, out, strategy, dist_info=info, progress=progress)
+    if resume and search.resume() and main:
         print(f"resuming {out} at epoch {search.state.epoch + 1}, "
               f"iteration {search.state.iteration}")
-    write_text(out / "config.yaml", dump_config(search.cfg))
-    write_json(out / "run.json", run_record(search.cfg.seed) | {"strategy": strategy})
+    if main:
+        write_text(out / "config.yaml", dump_config(search.cfg))
+        write_json(out / "run.json", run_record(search.cfg.seed)
+                   | {"strategy": strategy, "world_size": info.world_size})
     s = search.cfg.search
-    print(f"search ({strategy}): {s.epochs} epochs x {search.iters_per_epoch} iterations, "
+    say = print if main else (lambda *a, **k: None)
+    say(f"search ({strategy}): {s.epochs} epochs x {search.iters_per_epoch} iterations, "
           f"{len(search.weight_set)} / {len(search.arch_set)} persons in the weight / arch "
           f"halves, reward on {len(search.reward.eval_set.dataset)} persons, "
-          f"device {search.device}")
-    writer = SummaryWriter(str(out / "tb"))
+          f"device {search.device}, {info.world_size} process(es)")
+    writer = SummaryWriter(str(out / "tb")) if main else None
     try:
         for epoch in range(search.state.epoch, s.epochs):
             entry = search.run_epoch(epoch, writer)
             search.state.log.append(entry)
             search.state.epoch, search.state.iteration = epoch + 1, 0
+            search.checkpoint()
+            if not main:
+                continue
             _write_log(out, search.state.log)
             for k in ("weight_loss", "alpha_loss", "policy_entropy", "most_likely_ap",
                       "alpha_entropy_individual", "alpha_entropy_aggregation", "baseline"):
@@ -59,15 +80,24 @@ def run_search_command(cfg: Config, out_dir: Path | None, strategy: str = "autop
             if entry["rewards"]:
                 writer.add_scalar("epoch/mean_reward", sum(entry["rewards"]) / len(entry["rewards"]),
                                   epoch)
-            search.checkpoint()
             print(f"epoch {epoch + 1}/{s.epochs}: loss {entry['weight_loss']:.2e}, "
                   f"AP of most likely {entry['most_likely_ap']:.3f}, policy entropy "
                   f"{entry['policy_entropy']:.2f}, controller updates "
                   f"{entry['controller_updates']}, {entry['seconds']:.0f} s")
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     genotype, table = search.derive()
-    path = genotype.save(out / "genotype.json")
+    path = out / "genotype.json"
+    if info.distributed:
+        every = [None] * info.world_size
+        torch.distributed.all_gather_object(every, genotype.to_dict())
+        if any(g != every[0] for g in every):
+            raise RuntimeError("ranks derived different genotypes; this is a bug")
+        say(f"all {info.world_size} processes derived the same genotype")
+    if not main:
+        return path
+    genotype.save(path)
     write_json(out / "derivation.json", {"candidates": table})
     plot_search(search.state.log, out)
     hw = tuple(s.input_size or search.cfg.data.input_size)
