@@ -74,10 +74,14 @@ def test_search_writes_every_artifact(tiny_set, tmp_path):
     ("autopose", {"search.branches": "all"},
      lambda g: all(all(v) for v in g.scale_vectors)),
     ("autopose", {"search.input_size": "[32,32]"}, lambda g: True),
+    ("autopose", {"search.reward": "oks"}, lambda g: True),
 ])
 def test_strategies_and_ablations(tiny_set, tmp_path, strategy, extra, check):
     g = run_search(tmp_path / "run", tiny(tiny_set, **extra), strategy)
     assert check(g)
+    log = [json.loads(x) for x in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]
+    if extra.get("search.reward") == "oks":  # dense: positive even for an untrained supernet
+        assert all(0 < r < 1 for r in log[-1]["rewards"])
     for name in ("search_log.jsonl", "search_progress.png", "search_entropy.png", "network.png"):
         assert (tmp_path / "run" / name).is_file()
 

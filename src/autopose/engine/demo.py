@@ -1,21 +1,38 @@
-"""The main job on the built-in data: what ``make demo`` runs.
+"""The main job on the built-in data: search, train what was found, test it.
 
-Today it runs what exists end to end: the synthetic set (generated on first use) and the
-full test path with the ground-truth oracle. Search, training and test of the derived
-network join it as they land (issues 5 to 7).
+``make demo`` runs this on a fresh machine: the synthetic set is generated on first use,
+the bi-level search writes a genotype, the derived network is trained with the short
+schedule, and the test path scores its checkpoint; every step's run folder is under
+``--out``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from autopose.config import DEFAULT_CONFIG, load_config
-from autopose.engine.tester import run_test_command
+from autopose.config import CONFIG_DIR, DEFAULT_CONFIG, load_config
 
 
 def run_demo(out_dir: Path) -> int:
-    cfg = load_config(DEFAULT_CONFIG)
-    print("autopose demo: oracle test on the built-in synthetic set "
-          "(search and training are not built yet)")
-    run_test_command(cfg, out_dir=Path(out_dir) / "oracle_test", checkpoint=None, oracle=True)
+    from autopose.engine.tester import run_test_command
+    from autopose.engine.trainer import ArchSource, train
+    from autopose.search.run import run_search_command
+
+    out = Path(out_dir)
+    print("autopose demo 1/3: search on the built-in synthetic set")
+    genotype = run_search_command(load_config(DEFAULT_CONFIG), out / "search",
+                                  resume=(out / "search" / "checkpoint.pt").exists())
+    print("autopose demo 2/3: train the derived network (short schedule)")
+    short = CONFIG_DIR / "synthetic" / "train_short.yaml"
+    train(short, [], ArchSource(genotype=genotype), out / "train",
+          resume=(out / "train" / "last.pt").exists())
+    print("autopose demo 3/3: test the trained network")
+    checkpoint = out / "train" / "best.pt"
+    run_test_command(load_config(short), out / "test", checkpoint, oracle=False)
+    print("\nautopose demo finished:")
+    print(f"  genotype     {genotype}")
+    print(f"  search plots {out / 'search'}/search_progress.png, search_entropy.png, network.png")
+    print(f"  checkpoint   {checkpoint}")
+    print(f"  train plot   {out / 'train'}/training.png")
+    print(f"  metrics      {out / 'test' / 'metrics.json'}")
     return 0

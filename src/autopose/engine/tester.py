@@ -57,6 +57,7 @@ class Predictions:
     scales: np.ndarray  # (N, 2)
     box_scores: np.ndarray  # (N,)
     image_ids: np.ndarray  # (N,)
+    indices: np.ndarray  # (N,) the person's index in the dataset
 
 
 def build_eval_set(cfg: Config, oracle: bool = False, quiet: bool = False) -> EvalSet:
@@ -136,7 +137,7 @@ def predict(eval_set: EvalSet, heatmap_fn: HeatmapFn, cfg: Config, progress: boo
         source, total = iter(batches), len(batches)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in
                                           ("coords", "maxvals", "centers", "scales",
-                                           "box_scores", "image_ids")}
+                                           "box_scores", "image_ids", "indices")}
     for batch in tqdm(source, total=total, desc="test", disable=not progress, leave=False):
         heatmaps = heatmap_fn(batch, False)
         if flip:
@@ -150,6 +151,7 @@ def predict(eval_set: EvalSet, heatmap_fn: HeatmapFn, cfg: Config, progress: boo
         parts["scales"].append(scales)
         parts["box_scores"].append(batch["box_score"].numpy())
         parts["image_ids"].append(batch["image_id"].numpy())
+        parts["indices"].append(batch["index"].numpy())
     return Predictions(**{k: np.concatenate(v) for k, v in parts.items()})
 
 

@@ -83,6 +83,8 @@ class BilevelSearch:
         s = cfg.search
         if s.branches not in ("search", "all"):
             raise UserError(f"config: search.branches: expected search or all, got {s.branches!r}")
+        if s.reward not in ("ap", "oks"):
+            raise UserError(f"config: search.reward: expected ap or oks, got {s.reward!r}")
         if s.reward_split not in ("train", "val"):
             raise UserError(f"config: search.reward_split: expected train or val, got {s.reward_split!r}")
         self.cfg = resolve_data(cfg)
@@ -359,7 +361,7 @@ class BilevelSearch:
         best = self.most_likely()
         out["policy_entropy"] = self.policy_entropy()
         out["most_likely"] = best.scale_vectors.int().tolist()
-        out["most_likely_ap"] = self.evaluate(best)
+        out["most_likely_reward"] = self.evaluate(best)
         return out
 
     def policy_entropy(self) -> float:
@@ -408,7 +410,8 @@ class BilevelSearch:
         if self.strategy == "random":
             pool += [_cand_from_dict(d) for d in self.state.pool]
         best = max(pool, key=lambda c: c.reward)
-        table = [{"scale_vectors": c.scale_vectors.int().tolist(), "ap": c.reward} for c in pool]
+        table = [{"scale_vectors": c.scale_vectors.int().tolist(), "reward": c.reward}
+                 for c in pool]
         genotype = derive_genotype(best.alpha_individual, best.alpha_aggregation,
                                    self.cfg.model, best.scale_vectors.int().tolist())
         return genotype, table

@@ -8,7 +8,9 @@ rescoring, OKS-NMS, COCOeval) scores the result.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,8 @@ from torch import nn
 from autopose.config import Config
 from autopose.data.transforms import normalize_batch
 from autopose.engine.tester import EvalSet, Predictions, load_batches, predict, score
+from autopose.errors import UserError
+from autopose.evaluation.oks import oks
 from autopose.search_space.supernet import SampledOps, Supernet
 
 
@@ -54,7 +58,8 @@ class RewardEvaluator:
 
     def __call__(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
                  ops: SampledOps) -> float:
-        return self.metrics(supernet, scale_vectors, ops)["AP"]
+        m = self.metrics(supernet, scale_vectors, ops)
+        return m["mean OKS"] if self.cfg.search.reward == "oks" else m["AP"]
 
     @torch.no_grad()
     def metrics(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
@@ -77,8 +82,29 @@ class RewardEvaluator:
         if self.world_size > 1:
             preds = _gather(preds)
         m = score(self.eval_set, preds, self.cfg)
+        m["mean OKS"] = self.mean_oks(preds)
         # COCOeval reports -1 when a range has no ground truth: no signal, not a penalty.
         return {k: max(v, 0.0) for k, v in m.items()}
+
+    def mean_oks(self, preds: Predictions) -> float:
+        """Mean over ground-truth persons of the OKS of the pose predicted in their box."""
+        if not hasattr(self, "_gt"):
+            doc = json.loads(Path(self.eval_set.ann_file).read_text())
+            by_id = {a["id"]: a for a in doc["annotations"] if "id" in a}
+            records = self.eval_set.dataset.records
+            if any(r.ann_id not in by_id for r in records):
+                raise UserError(f"{self.eval_set.ann_file}: search.reward: oks needs "
+                                "ground-truth boxes with annotation ids (no det_file)")
+            self._gt = [by_id[r.ann_id] for r in records]
+        sigmas = self.eval_set.info.sigmas_array
+        k = len(sigmas)
+        values = []
+        for i, xy in zip(preds.indices, preds.coords):
+            ann = self._gt[int(i)]
+            gt = np.asarray(ann["keypoints"], np.float64).reshape(k, 3)
+            values.append(float(oks(gt, float(ann["area"]), xy[None], sigmas,
+                                    np.asarray(ann["bbox"], np.float64))[0]))
+        return float(np.mean(values)) if values else 0.0
 
 
 def _gather(preds: Predictions) -> Predictions:

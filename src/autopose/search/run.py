@@ -73,7 +73,7 @@ def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
             if not main:
                 continue
             _write_log(out, search.state.log)
-            for k in ("weight_loss", "alpha_loss", "policy_entropy", "most_likely_ap",
+            for k in ("weight_loss", "alpha_loss", "policy_entropy", "most_likely_reward",
                       "alpha_entropy_individual", "alpha_entropy_aggregation", "baseline"):
                 if entry.get(k) is not None:
                     writer.add_scalar(f"epoch/{k}", entry[k], epoch)
@@ -81,7 +81,7 @@ def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
                 writer.add_scalar("epoch/mean_reward", sum(entry["rewards"]) / len(entry["rewards"]),
                                   epoch)
             print(f"epoch {epoch + 1}/{s.epochs}: loss {entry['weight_loss']:.2e}, "
-                  f"AP of most likely {entry['most_likely_ap']:.3f}, policy entropy "
+                  f"reward ({s.reward}) of most likely {entry['most_likely_reward']:.3f}, policy entropy "
                   f"{entry['policy_entropy']:.2f}, controller updates "
                   f"{entry['controller_updates']}, {entry['seconds']:.0f} s")
     finally:
@@ -99,11 +99,11 @@ def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
         return path
     genotype.save(path)
     write_json(out / "derivation.json", {"candidates": table})
-    plot_search(search.state.log, out)
+    plot_search(search.state.log, out, "OKS AP" if s.reward == "ap" else "mean OKS")
     hw = tuple(s.input_size or search.cfg.data.input_size)
     draw_genotype(genotype, out, input_hw=hw)
-    best = max(c["ap"] for c in table)
-    print(f"genotype: {path} (search-validation AP {best:.3f}; scale vectors "
+    best = max(c["reward"] for c in table)
+    print(f"genotype: {path} (search-validation {s.reward} {best:.3f}; scale vectors "
           f"{genotype.scale_vectors})")
     print(f"plots: {out / 'search_progress.png'}, {out / 'search_entropy.png'}, "
           f"{out / 'network.png'}")

@@ -19,17 +19,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_search(log: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """``search_progress.png`` (reward, AP of the most likely architecture, losses) and
+def plot_search(log: list[dict[str, Any]], out: Path,
+                reward_name: str = "OKS AP") -> dict[str, Path]:
+    """``search_progress.png`` (rewards, that of the most likely architecture, losses) and
     ``search_entropy.png`` (cell-level alpha entropies and network-level policy entropy)."""
     epochs = [e["epoch"] + 1 for e in log]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     rew = [(e["epoch"] + 1, sum(e["rewards"]) / len(e["rewards"])) for e in log if e["rewards"]]
     if rew:
-        ax1.plot(*zip(*rew), "o-", label="mean reward (AP of sampled)")
-    ax1.plot(epochs, [e["most_likely_ap"] for e in log], "s-", label="AP of most likely")
+        ax1.plot(*zip(*rew), "o-", label="mean reward of sampled architectures")
+    ax1.plot(epochs, [e["most_likely_reward"] for e in log], "s-", label="reward of most likely")
     ax1.set_xlabel("epoch")
-    ax1.set_ylabel("OKS AP (search-validation)")
+    ax1.set_ylabel(f"reward: {reward_name} (search-validation)")
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
     ax2.plot(epochs, [e["weight_loss"] for e in log], label="weight loss")
