@@ -31,12 +31,17 @@ def box_to_center_scale(box: np.ndarray | list[float], aspect_ratio: float,
     """
     x, y, w, h = (float(v) for v in box)
     center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
+    return center, fitted_scale(w, h, aspect_ratio, padding)
+
+
+def fitted_scale(w: float, h: float, aspect_ratio: float, padding: float) -> np.ndarray:
+    """Scale (2,), in units of 200 px, of a ``w`` x ``h`` box grown along one side to
+    ``aspect_ratio`` (width over height), then padded."""
     if w > aspect_ratio * h:
         h = w / aspect_ratio
     elif w < aspect_ratio * h:
         w = h * aspect_ratio
-    scale = np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float32) * padding
-    return center, scale
+    return np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float32) * padding
 
 
 def _rotate(pt: np.ndarray, rot_rad: float) -> np.ndarray:
@@ -108,13 +113,7 @@ def half_body_center_scale(joints: np.ndarray, vis: np.ndarray, info: KeypointIn
     pts = joints[chosen]
     center = pts.mean(axis=0).astype(np.float32)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
-    w, h = hi[0] - lo[0], hi[1] - lo[1]
-    if w > aspect_ratio * h:
-        h = w / aspect_ratio
-    elif w < aspect_ratio * h:
-        w = h * aspect_ratio
-    scale = np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float32) * box_scale
-    return center, scale
+    return center, fitted_scale(hi[0] - lo[0], hi[1] - lo[1], aspect_ratio, box_scale)
 
 
 @dataclass
