@@ -11,11 +11,9 @@ that fails this is not written. Needs the packages ``onnx`` and ``onnxruntime``
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,32 +49,6 @@ def parse_input(text: str | None, default: list[int]) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-@contextlib.contextmanager
-def reference_pooling() -> Iterator[None]:
-    """Trace the search space's 3x3 poolings as the plain torch ops.
-
-    On CPU the ops of :mod:`autopose.search_space.ops` compute pooling in a faster separable
-    form whose window count uses ``avg_pool2d(divisor_override=1)``, which ONNX's AveragePool
-    cannot express (the exporter drops it, and the exported average pooling is then wrong).
-    While exporting, the native ``avg_pool2d(count_include_pad=False)`` and ``max_pool2d``
-    (the same values) are traced instead; the 1e-4 check against PyTorch still covers them.
-    """
-    import torch.nn.functional as F
-
-    from autopose.search_space import ops
-
-    patches = {"_avg_pool_3x3": lambda x: F.avg_pool2d(x, 3, 1, 1, count_include_pad=False),
-               "_max_pool_3x3": lambda x: F.max_pool2d(x, 3, 1, 1)}
-    saved = {k: getattr(ops, k) for k in patches if hasattr(ops, k)}
-    try:
-        for k in saved:
-            setattr(ops, k, patches[k])
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(ops, k, v)
-
-
 def to_onnx_bytes(model: torch.nn.Module, input_hw: tuple[int, int], opset: int = OPSET) -> bytes:
     """Trace ``model`` (eval mode, CPU) into ONNX bytes with a dynamic batch axis.
 
@@ -85,7 +57,7 @@ def to_onnx_bytes(model: torch.nn.Module, input_hw: tuple[int, int], opset: int 
     """
     example = torch.zeros(1, 3, *input_hw)
     buf = io.BytesIO()
-    with warnings.catch_warnings(), reference_pooling():
+    with warnings.catch_warnings():
         # The TorchScript exporter announces its deprecation, and the tracer notes the
         # Python shape checks it folds into constants: neither changes the exported graph.
         warnings.simplefilter("ignore")

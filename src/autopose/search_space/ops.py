@@ -91,15 +91,23 @@ class DilConv3x3(SepConv3x3):
     dilation = 2
 
 
+def _native_pooling(x: torch.Tensor) -> bool:
+    """Whether torch's own pooling kernels serve ``x``: off the CPU, in channels-last, and
+    during ONNX export (the exporter drops ``divisor_override`` of the separable form)."""
+    return (x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last)
+            or torch.onnx.is_in_onnx_export())
+
+
 def _max_pool_3x3(x: torch.Tensor) -> torch.Tensor:
     """3x3 stride-1 max pooling, padding 1: ``(N, C, H, W) -> (N, C, H, W)``.
 
     On CPU with NCHW tensors, torch's max_pool2d is about 8-12x slower than this separable form
     (row maxima, then column maxima), which gives identical values; at ties its gradient is
     shared by the tied inputs instead of going to one of them (both are valid subgradients).
-    Elsewhere (GPU, channels-last) the native kernel is fast and used.
+    Elsewhere (GPU, channels-last) the native kernel is fast and used, and so it is while
+    exporting to ONNX, which has no form of the window count the average pooling uses.
     """
-    if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
+    if _native_pooling(x):
         return F.max_pool2d(x, 3, 1, 1)
     y = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
     r = torch.maximum(torch.maximum(y[..., :, :-2], y[..., :, 1:-1]), y[..., :, 2:])
@@ -112,7 +120,7 @@ def _avg_pool_3x3(x: torch.Tensor) -> torch.Tensor:
     Same reason and same split as :func:`_max_pool_3x3`: on CPU/NCHW, separable sums divided
     by the per-pixel window count (9 inside, 6 on edges, 4 in corners) are several times faster.
     """
-    if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
+    if _native_pooling(x):
         return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
     h, w = x.shape[-2:]
     y = F.pad(x, (1, 1, 1, 1))
