@@ -58,12 +58,16 @@ class RewardEvaluator:
 
     def __call__(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
                  ops: SampledOps) -> float:
-        m = self.metrics(supernet, scale_vectors, ops)
-        return m["mean OKS"] if self.cfg.search.reward == "oks" else m["AP"]
+        preds = self.predictions(supernet, scale_vectors, ops)
+        if self.cfg.search.reward == "oks":
+            return self.mean_oks(preds)
+        # COCOeval reports -1 when no ground truth is in range: no signal, not a penalty.
+        return max(score(self.eval_set, preds, self.cfg)["AP"], 0.0)
 
     @torch.no_grad()
-    def metrics(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
-                ops: SampledOps) -> dict[str, float]:
+    def predictions(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
+                    ops: SampledOps) -> Predictions:
+        """Poses of every reward person, from all processes, predicted by the sub-network."""
         was_training = supernet.training
         supernet.eval()
 
@@ -79,12 +83,7 @@ class RewardEvaluator:
                                 batches=self.batches, flip=self.cfg.search.reward_flip)
         finally:
             supernet.train(was_training)
-        if self.world_size > 1:
-            preds = _gather(preds)
-        m = score(self.eval_set, preds, self.cfg)
-        m["mean OKS"] = self.mean_oks(preds)
-        # COCOeval reports -1 when a range has no ground truth: no signal, not a penalty.
-        return {k: max(v, 0.0) for k, v in m.items()}
+        return _gather(preds) if self.world_size > 1 else preds
 
     def mean_oks(self, preds: Predictions) -> float:
         """Mean over ground-truth persons of the OKS of the pose predicted in their box."""
