@@ -12,6 +12,7 @@ replaces both learners by uniform sampling.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from autopose.config import Config, dump_config
 from autopose.data.coco import load_coco
 from autopose.data.loader import iterate, make_loader
+from autopose.data.sampler import ResumableSampler
 from autopose.data.sources import resolve_data
 from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import normalize_batch
@@ -35,7 +37,6 @@ from autopose.search import architectures as archs
 from autopose.search.checkpoint import load_search_checkpoint, save_search_checkpoint
 from autopose.search.controller import Controller, Reinforce, policy_entropy
 from autopose.search.reward import RewardEvaluator
-from autopose.search.sampler import EpochSampler
 from autopose.search.splits import split_records, write_subset_annotations
 from autopose.search_space.genotype import Genotype, derive_genotype
 from autopose.search_space.supernet import SampledOps, Supernet
@@ -101,8 +102,6 @@ class BilevelSearch:
     # ------------------------------------------------------------------ construction
 
     def _search_data_cfg(self):
-        import dataclasses
-
         d = self.cfg.data
         size = self.cfg.search.input_size or d.input_size
         return dataclasses.replace(d, input_size=list(size))
@@ -121,17 +120,15 @@ class BilevelSearch:
         self.weight_set = TopDownDataset(splits.weight, train.info, data, train=True, seed=cfg.seed)
         self.arch_set = TopDownDataset(splits.arch, train.info, data, train=True, seed=cfg.seed + 1)
         rank, world = self.dist.rank, self.dist.world_size
-        self.weight_sampler = EpochSampler(len(self.weight_set), cfg.seed, rank, world)
-        self.arch_sampler = EpochSampler(len(self.arch_set), cfg.seed + 1, rank, world)
-        per_rank = min(len(self.weight_sampler), len(self.arch_sampler))
+        self.weight_sampler = ResumableSampler(self.weight_set, world, rank, cfg.seed)
+        self.arch_sampler = ResumableSampler(self.arch_set, world, rank, cfg.seed + 1)
+        per_rank = min(self.weight_sampler.num_samples, self.arch_sampler.num_samples)
         self.iters_per_epoch = per_rank // s.batch_size
         if s.iters_per_epoch > 0:
             self.iters_per_epoch = min(self.iters_per_epoch, s.iters_per_epoch)
         if self.iters_per_epoch == 0:
             raise UserError(f"config: search.batch_size: {s.batch_size} is more than the "
                             f"{per_rank} persons of a half (per process)")
-
-        import dataclasses
 
         reward_cfg = dataclasses.replace(cfg, data=data)
         if s.reward_split == "train":
