@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-val", type=int, default=None)
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--image-size", default=None, help="WxH, default 640x480")
+    s.add_argument("--level", default=None, help="standard (default) or easy: see docs/synthetic.md")
     s.set_defaults(func=_cmd_data_synth)
 
     p = sub.add_parser("demo", help="the main job on the built-in data")

@@ -71,6 +71,9 @@ class SyntheticConfig:
     num_val: int = 200
     seed: int = 0
     image_size: list[int] = field(default_factory=lambda: [640, 480])  # W, H
+    # standard (the benchmark) | easy (one person facing the camera, no distractors or
+    # occluders: learnt in minutes; docs/synthetic.md)
+    level: str = "standard"
 
 
 @dataclass

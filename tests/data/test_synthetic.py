@@ -229,6 +229,39 @@ def test_content_statistics():
     assert flags[0] > 0 and flags[1] > 0.05 * flags.sum() and flags[2] > 0.5 * flags.sum()
 
 
+def test_easy_level_one_camera_facing_person_no_distractors_or_occluders():
+    """Level easy: one annotated person per image, tall, facing the camera, upright; nothing
+    limb-shaped or occluding is drawn. The standard level draws both (and more people)."""
+    from autopose.data.synthetic.render import CODE_DISTRACTOR, CODE_OCCLUDER
+
+    codes_easy, codes_std = set(), set()
+    for i in range(25):
+        _, people, cv = render(5, "train", i, W, H, "easy")
+        codes_easy |= set(np.unique(cv.code).tolist())
+        assert len(people) == 1
+        v = people[0].body.view
+        assert v.height_px >= 160 * H / 480 - 1e-6
+        assert abs(v.yaw) <= 40 and abs(v.roll) <= 15
+        _, std_people, cv = render(5, "train", i, W, H)
+        codes_std |= set(np.unique(cv.code).tolist())
+    assert CODE_DISTRACTOR not in codes_easy and CODE_OCCLUDER not in codes_easy
+    assert CODE_DISTRACTOR in codes_std and CODE_OCCLUDER in codes_std
+
+
+def test_level_keys_the_cache_and_bad_level_is_named(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("AUTOPOSE_CACHE", str(tmp_path / "cache"))
+    std = gen_mod.cache_dir(SyntheticConfig())
+    easy = gen_mod.cache_dir(SyntheticConfig(level="easy"))
+    assert easy.name == std.name + "-easy"
+    with pytest.raises(UserError, match=r"data\.synthetic\.level.*'hard'"):
+        gen_mod.cache_dir(SyntheticConfig(level="hard"))
+    out = generate(tmp_path / "e", 2, 1, seed=1, image_size=[160, 120], level="easy")
+    readme = (out / "README").read_text()
+    assert "--level easy" in readme and "Level easy" in readme
+    doc = json.loads((out / "person_keypoints_train.json").read_text())
+    assert doc["info"]["level"] == "easy"
+
+
 # ------------------------------------------------------------------------ determinism
 
 
@@ -291,15 +324,19 @@ def test_cli_refuses_a_folder_with_other_files(tmp_path: Path, capsys):
 def test_run_synth_command_defaults(monkeypatch, tmp_path: Path):
     seen = {}
 
-    def fake(out, num_train, num_val, seed, image_size, workers=1):
-        seen.update(num_train=num_train, num_val=num_val, seed=seed, size=image_size)
+    def fake(out, num_train, num_val, seed, image_size, workers=1, level="?"):
+        seen.update(num_train=num_train, num_val=num_val, seed=seed, size=image_size, level=level)
         return Path(out)
 
     monkeypatch.setattr(gen_mod, "generate", fake)
     d = SyntheticConfig()
     assert run_synth_command(Namespace(out=tmp_path / "x", num_train=None, num_val=None,
                                        seed=None, image_size=None)) == 0
-    assert seen == dict(num_train=d.num_train, num_val=d.num_val, seed=d.seed, size=d.image_size)
+    assert seen == dict(num_train=d.num_train, num_val=d.num_val, seed=d.seed, size=d.image_size,
+                        level="standard")
+    assert run_synth_command(Namespace(out=tmp_path / "x", num_train=None, num_val=None,
+                                       seed=None, image_size=None, level="easy")) == 0
+    assert seen["level"] == "easy"
 
 
 def test_generate_api_checks(tmp_path: Path):

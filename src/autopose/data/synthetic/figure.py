@@ -139,9 +139,16 @@ POSE_MODES = ("stand", "walk", "arms", "sit", "free")
 _MODE_P = np.array([0.22, 0.26, 0.2, 0.12, 0.2])
 
 
-def sample_pose(rng: np.random.Generator) -> Pose:
-    """A random pose from a mixture of activities, every angle inside its human range."""
-    mode = POSE_MODES[rng.choice(len(POSE_MODES), p=_MODE_P)]
+def sample_pose(rng: np.random.Generator, modes: tuple[str, ...] | None = None) -> Pose:
+    """A random pose from a mixture of activities, every angle inside its human range.
+
+    ``modes``: the activities to draw from (their mixture weights renormalised); None: all.
+    """
+    if modes is None:
+        mode = POSE_MODES[rng.choice(len(POSE_MODES), p=_MODE_P)]
+    else:
+        w = np.array([_MODE_P[POSE_MODES.index(m)] for m in modes])
+        mode = modes[rng.choice(len(modes), p=w / w.sum())]
     u = rng.uniform
     n = rng.normal
     p = Pose()

@@ -30,7 +30,7 @@ import numpy as np
 
 from autopose.config import SyntheticConfig
 from autopose.data.keypoints import COCO17
-from autopose.data.synthetic.scene import PersonRender, Tiles, make_tiles, render_image
+from autopose.data.synthetic.scene import LEVELS, PersonRender, Tiles, make_tiles, render_image
 from autopose.errors import UserError
 from autopose.io import atomic_write, write_json, write_text
 
@@ -57,7 +57,7 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, SPLITS[split], index]))
 
 
-def render(seed: int, split: str, index: int, width: int, height: int
+def render(seed: int, split: str, index: int, width: int, height: int, level: str = "standard"
            ) -> tuple[np.ndarray, list[PersonRender], Any]:
     """Image ``index`` of ``split``: (BGR image, people with their exact keypoints, buffers).
 
@@ -65,7 +65,7 @@ def render(seed: int, split: str, index: int, width: int, height: int
     check the json against the renderer's own joint positions.
     """
     return render_image(image_rng(seed, split, index), width, height,
-                        tiles_for(seed, width, height))
+                        tiles_for(seed, width, height), LEVELS[level])
 
 
 def person_annotation(p: PersonRender, image_id: int, ann_id: int) -> dict[str, Any] | None:
@@ -87,11 +87,12 @@ def person_annotation(p: PersonRender, image_id: int, ann_id: int) -> dict[str, 
 
 
 def render_range(folder: str | Path, split: str, seed: int, width: int, height: int,
-                 start: int, stop: int) -> list[tuple[int, list[dict[str, Any]]]]:
+                 start: int, stop: int, level: str = "standard"
+                 ) -> list[tuple[int, list[dict[str, Any]]]]:
     """Render and write images [start, stop) of one split; returns each image's annotations."""
     out = []
     for i in range(start, stop):
-        img, people, _ = render(seed, split, i, width, height)
+        img, people, _ = render(seed, split, i, width, height, level)
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for {split} image {i}")
@@ -103,7 +104,8 @@ def render_range(folder: str | Path, split: str, seed: int, width: int, height: 
 
 
 def _render_in_processes(folder: Path, split: str, seed: int, width: int, height: int,
-                         n: int, workers: int) -> list[tuple[int, list[dict[str, Any]]]]:
+                         n: int, workers: int, level: str
+                         ) -> list[tuple[int, list[dict[str, Any]]]]:
     """:func:`render_range` over ``workers`` child interpreters, one contiguous range each.
 
     Plain subprocesses (``python -m autopose.data.synthetic._worker``), not
@@ -116,7 +118,7 @@ def _render_in_processes(folder: Path, split: str, seed: int, width: int, height
             result = folder.parent.parent / f".{split}-{k}.json"
             cmd = [sys.executable, "-m", "autopose.data.synthetic._worker", str(folder), split,
                    str(seed), str(width), str(height), str(bounds[k]), str(bounds[k + 1]),
-                   str(result)]
+                   str(result), level]
             procs.append((subprocess.Popen(cmd), result))
         out: list[tuple[int, list[dict[str, Any]]]] = []
         for proc, result in procs:
@@ -142,14 +144,14 @@ def categories() -> list[dict[str, Any]]:
 
 
 def _write_split(root: Path, split: str, n: int, seed: int, width: int, height: int,
-                 workers: int) -> dict[str, int]:
+                 workers: int, level: str) -> dict[str, int]:
     folder = root / "images" / split
     folder.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers, n // 50))  # a process costs about half a second to start
     if workers > 1:
-        results = _render_in_processes(folder, split, seed, width, height, n, workers)
+        results = _render_in_processes(folder, split, seed, width, height, n, workers, level)
     else:
-        results = render_range(folder, split, seed, width, height, 0, n)
+        results = render_range(folder, split, seed, width, height, 0, n, level)
     results.sort(key=lambda r: r[0])
     images, annotations = [], []
     for i, anns in results:
@@ -159,7 +161,7 @@ def _write_split(root: Path, split: str, n: int, seed: int, width: int, height: 
             annotations.append(a)
     doc = {
         "info": {"description": f"{README_MARK}, {split} split", "version": str(GENERATOR_VERSION),
-                 "seed": seed, "year": 2026},
+                 "seed": seed, "level": level, "year": 2026},
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -169,20 +171,23 @@ def _write_split(root: Path, split: str, n: int, seed: int, width: int, height: 
     return {"images": len(images), "persons": len(annotations)}
 
 
-def _readme(num_train: int, num_val: int, seed: int, width: int, height: int,
+def _readme(num_train: int, num_val: int, seed: int, width: int, height: int, level: str,
             stats: dict[str, dict[str, int]]) -> str:
     return f"""{README_MARK} (generator version {GENERATOR_VERSION})
 
 Made by:
     autopose data synth --out DIR --num-train {num_train} --num-val {num_val} --seed {seed} \\
-        --image-size {width}x{height}
+        --image-size {width}x{height} --level {level}
 The same command writes the same bytes again.
 
-Parameters: seed {seed}; image size {width}x{height} (width x height); JPEG quality {JPEG_QUALITY}.
+Parameters: seed {seed}; image size {width}x{height} (width x height); level {level};
+JPEG quality {JPEG_QUALITY}.
 train: {stats['train']['images']} images, {stats['train']['persons']} annotated people.
 val:   {stats['val']['images']} images, {stats['val']['persons']} annotated people.
 
-Each image shows 1-4 articulated human figures (shaded head, trunk and limbs with human
+{_LEVEL_TEXT[level]}
+
+At level standard, each image shows 1-4 articulated human figures (shaded head, trunk and limbs with human
 proportions and joint ranges; front, side and back views; heights of 70-400 px at 480 px
 image height; in-plane rotation; overlaps) on a textured, cluttered background with
 distractor limbs, occluding objects, blur and noise. Left and right limbs share one colour:
@@ -198,7 +203,20 @@ no keypoint inside the image is not annotated.
 """
 
 
-def _check(num_train: int, num_val: int, seed: int, image_size: Any) -> tuple[int, int]:
+_LEVEL_TEXT = {
+    "standard": "Level standard: the benchmark, as described below.",
+    "easy": ("Level easy: one person per image, inside it, 160-400 px tall at 480 px image height, facing "
+             "the camera\n(yaw within 40 deg, in-plane rotation within 15 deg), standing or "
+             "walking, at most 7 clutter\nshapes, no distractor limbs and no occluders; "
+             "figures, textures, blur and noise as below."),
+}
+
+
+def _check(num_train: int, num_val: int, seed: int, image_size: Any,
+           level: str = "standard") -> tuple[int, int]:
+    if level not in LEVELS:
+        raise UserError(f"data.synthetic.level: expected one of {', '.join(LEVELS)}, "
+                        f"got {level!r}")
     for name, v in (("num_train", num_train), ("num_val", num_val), ("seed", seed)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise UserError(f"data.synthetic.{name}: must be a non-negative integer, got {v!r}")
@@ -235,15 +253,16 @@ def is_synthetic_set(path: Path) -> bool:
 
 def generate(out_dir: str | os.PathLike, num_train: int, num_val: int, seed: int,
              image_size: list[int] | tuple[int, int], workers: int = 1,
-             replace: bool = True) -> Path:
+             replace: bool = True, level: str = "standard") -> Path:
     """Write a synthetic set to ``out_dir`` and return its path.
 
     The set is written into a temporary folder beside ``out_dir`` and renamed onto it at
     the end. An existing ``out_dir`` is replaced only when it is empty or an earlier
     synthetic set (and ``replace``); anything else there is a :class:`UserError`.
     ``workers`` > 1 renders in that many processes; the bytes do not depend on it.
+    ``level`` names a :data:`~autopose.data.synthetic.scene.LEVELS` entry.
     """
-    width, height = _check(num_train, num_val, seed, image_size)
+    width, height = _check(num_train, num_val, seed, image_size, level)
     out = Path(out_dir)
     if out.exists():
         if not out.is_dir():
@@ -258,8 +277,9 @@ def generate(out_dir: str | os.PathLike, num_train: int, num_val: int, seed: int
     try:
         stats = {}
         for split, n in (("train", num_train), ("val", num_val)):
-            stats[split] = _write_split(tmp, split, n, seed, width, height, workers)
-        write_text(tmp / "README", _readme(num_train, num_val, seed, width, height, stats))
+            stats[split] = _write_split(tmp, split, n, seed, width, height, workers, level)
+        write_text(tmp / "README", _readme(num_train, num_val, seed, width, height, level,
+                                           stats))
         _share(tmp)
         if out.exists():
             if not replace and is_synthetic_set(out):  # another process finished first
@@ -289,8 +309,10 @@ def cache_root() -> Path:
 
 def cache_dir(cfg: SyntheticConfig) -> Path:
     """The cache folder of the set ``cfg`` describes (keyed by every generation parameter)."""
-    w, h = _check(cfg.num_train, cfg.num_val, cfg.seed, cfg.image_size)
+    w, h = _check(cfg.num_train, cfg.num_val, cfg.seed, cfg.image_size, cfg.level)
     key = f"v{GENERATOR_VERSION}-seed{cfg.seed}-train{cfg.num_train}-val{cfg.num_val}-{w}x{h}"
+    if cfg.level != "standard":  # standard keeps the key it had before levels existed
+        key += f"-{cfg.level}"
     return cache_root() / "synthetic" / key
 
 
@@ -336,11 +358,12 @@ def ensure_synthetic(cfg: SyntheticConfig) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         n = cfg.num_train + cfg.num_val
         print(f"autopose: generating the built-in synthetic set ({cfg.num_train} train + "
-              f"{cfg.num_val} val images, seed {cfg.seed}) into {path}; later runs reuse it",
+              f"{cfg.num_val} val images, seed {cfg.seed}, level {cfg.level}) into {path}; "
+              "later runs reuse it",
               file=sys.stderr)
         t0 = time.time()
         generate(path, cfg.num_train, cfg.num_val, cfg.seed, cfg.image_size,
-                 workers=default_workers(n), replace=False)
+                 workers=default_workers(n), replace=False, level=cfg.level)
         print(f"autopose: synthetic set ready in {time.time() - t0:.1f} s", file=sys.stderr)
     return path
 
@@ -361,12 +384,14 @@ def run_synth_command(args: argparse.Namespace) -> int:
     num_train = d.num_train if args.num_train is None else args.num_train
     num_val = d.num_val if args.num_val is None else args.num_val
     seed = d.seed if args.seed is None else args.seed
+    level = getattr(args, "level", None) or d.level
     for flag, v in (("--num-train", num_train), ("--num-val", num_val), ("--seed", seed)):
         if v < 0:
             raise UserError(f"{flag}: must be >= 0, got {v}")
     t0 = time.time()
     out = generate(args.out, num_train, num_val, seed, size,
-                   workers=default_workers(num_train + num_val))
-    print(f"wrote {num_train} train + {num_val} val images ({size[0]}x{size[1]}, seed {seed}) "
+                   workers=default_workers(num_train + num_val), level=level)
+    print(f"wrote {num_train} train + {num_val} val images ({size[0]}x{size[1]}, seed {seed}, "
+          f"level {level}) "
           f"to {out} in {time.time() - t0:.1f} s")
     return 0

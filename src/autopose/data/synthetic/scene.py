@@ -30,6 +30,36 @@ LAYER = 1.0e4  # depth between people; a body is far thinner than this
 MIN_SEEN = 0.08  # a person with less of the silhouette in view than this is not annotated
 
 
+@dataclass(frozen=True)
+class SceneLevel:
+    """How hard the scenes are: everything the ``data.synthetic.level`` field changes.
+
+    ``standard`` is the benchmark (docs/synthetic.md). ``easy`` keeps the figures, textures,
+    blur and noise, and removes what takes a network long to learn: one person per image, at
+    least 160 px tall and inside the image, facing the camera (left and right follow the
+    image side), upright, standing or walking (no raised arms, sitting, bending or kicking), no
+    distractor limbs, no occluders, less clutter.
+    """
+
+    people_p: tuple[float, ...]  # P(1 person), P(2 people), ...
+    min_height: float  # standing stature in pixels at 480 px image height
+    max_height: float
+    facing_camera: bool  # yaw within +-40 deg and roll within 15 deg, else sample_view's
+    pose_modes: tuple[str, ...] | None  # activities drawn (figure.POSE_MODES); None: all
+    clutter: tuple[int, int]  # [low, high) number of clutter shapes
+    distractors: bool
+    occluders: bool
+    whole_in_view: bool  # place each person's box inside the image (else it may be cut off)
+
+
+LEVELS: dict[str, SceneLevel] = {
+    "standard": SceneLevel(tuple(PEOPLE_P), MIN_HEIGHT, MAX_HEIGHT, False, None, (6, 26), True,
+                           True, False),
+    "easy": SceneLevel((1.0,), 160.0, MAX_HEIGHT, True, ("stand", "walk"), (0, 8),
+                       False, False, True),
+}
+
+
 @dataclass
 class Tiles:
     """Greyscale texture tiles a little larger than the image, plus a noise tile."""
@@ -131,11 +161,12 @@ def _background(rng: np.random.Generator, tiles: Tiles, W: int, H: int) -> np.nd
     return img
 
 
-def _clutter(rng: np.random.Generator, img: np.ndarray, tiles: Tiles) -> None:
+def _clutter(rng: np.random.Generator, img: np.ndarray, tiles: Tiles,
+             count: tuple[int, int]) -> None:
     """Flat and textured shapes, lines and curves painted on the background."""
     H, W = img.shape[:2]
     diag = math.hypot(W, H)
-    for _ in range(int(rng.integers(6, 26))):
+    for _ in range(int(rng.integers(*count))):
         kind = rng.random()
         col = tuple(float(c) for c in random_colour(rng))
         cx, cy = int(rng.integers(W)), int(rng.integers(H))
@@ -269,14 +300,18 @@ class PersonRender:
     layer: int
 
 
-def _sample_people(rng: np.random.Generator, W: int, H: int) -> list[View]:
-    n = int(rng.choice(4, p=PEOPLE_P)) + 1
+def _sample_people(rng: np.random.Generator, W: int, H: int, level: SceneLevel) -> list[View]:
+    n = int(rng.choice(len(level.people_p), p=level.people_p)) + 1
     k = H / 480.0
     views: list[View] = []
     boxes: list[tuple[float, float, float, float]] = []
     for i in range(n):
-        hpx = math.exp(rng.uniform(math.log(MIN_HEIGHT), math.log(MAX_HEIGHT))) * k
-        yaw, pitch, roll = sample_view(rng)
+        hpx = math.exp(rng.uniform(math.log(level.min_height), math.log(level.max_height))) * k
+        if level.facing_camera:
+            yaw = float(np.clip(rng.normal(0.0, 20.0), -40.0, 40.0))
+            pitch, roll = rng.uniform(-12.0, 22.0), float(np.clip(rng.normal(0.0, 6.0), -15, 15))
+        else:
+            yaw, pitch, roll = sample_view(rng)
         bw, bh = 0.45 * hpx, 0.9 * hpx
         if i > 0 and rng.random() < 0.45:  # overlap someone already placed
             ox, oy, ow, oh = boxes[int(rng.integers(len(boxes)))]
@@ -285,6 +320,10 @@ def _sample_people(rng: np.random.Generator, W: int, H: int) -> list[View]:
             cy = oy + rng.uniform(-0.25, 0.25) * oh
         else:
             for _ in range(6):
+                if level.whole_in_view:
+                    cx = rng.uniform(min(0.5, bw / 2 / W), max(0.5, 1 - bw / 2 / W)) * W
+                    cy = rng.uniform(min(0.5, bh / 2 / H), max(0.5, 1 - bh / 2 / H)) * H
+                    break
                 cx = rng.uniform(0.02, 0.98) * W
                 cy = rng.uniform(min(0.5, bh / 2 / H * 0.8), max(0.5, 1 - bh / 2 / H * 0.8)) * H
                 if all(abs(cx - ox) > 0.5 * (ow + bw) or abs(cy - oy) > 0.5 * (oh + bh)
@@ -295,15 +334,16 @@ def _sample_people(rng: np.random.Generator, W: int, H: int) -> list[View]:
     return views
 
 
-def render_image(rng: np.random.Generator, W: int, H: int, tiles: Tiles
+def render_image(rng: np.random.Generator, W: int, H: int, tiles: Tiles,
+                 level: SceneLevel = LEVELS["standard"]
                  ) -> tuple[np.ndarray, list[PersonRender], Canvas]:
     """Draw one image; returns it (BGR uint8), the people in it and the final buffers."""
     img = _background(rng, tiles, W, H)
-    _clutter(rng, img, tiles)
+    _clutter(rng, img, tiles, level.clutter)
     light = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.9, -0.1), rng.uniform(0.5, 1.0)])
     cv = Canvas(img, light, ambient=rng.uniform(0.35, 0.55))
 
-    views = _sample_people(rng, W, H)
+    views = _sample_people(rng, W, H, level)
     n = len(views)
     # bigger people are nearer the camera, mostly
     order = np.argsort([math.log(v.height_px) + rng.normal(0, 0.3) for v in views])
@@ -312,11 +352,12 @@ def render_image(rng: np.random.Generator, W: int, H: int, tiles: Tiles
     bodies = []
     for i, v in enumerate(views):
         v.depth = float((layers[i] + 1) * LAYER)
-        bodies.append(place_body(build_body(sample_pose(rng), sample_appearance(rng)), v))
+        bodies.append(place_body(build_body(sample_pose(rng, level.pose_modes),
+                                            sample_appearance(rng)), v))
 
     for _ in range(int(rng.choice(4, p=[0.3, 0.35, 0.2, 0.15]))):
         _prop(rng, cv, rng.uniform(-2000, 0))
-    for _ in range(int(rng.choice(5, p=[0.25, 0.3, 0.25, 0.12, 0.08]))):
+    for _ in range(int(rng.choice(5, p=[0.25, 0.3, 0.25, 0.12, 0.08])) if level.distractors else 0):
         in_front = rng.random() < 0.25 and n > 0
         depth = (int(rng.integers(n)) + 1.5) * LAYER if in_front else rng.uniform(-2000, 0)
         _distractor_limb(rng, cv, depth, CODE_DISTRACTOR)
@@ -326,7 +367,7 @@ def render_image(rng: np.random.Generator, W: int, H: int, tiles: Tiles
         draw_body(cv, body, i, masks[i])
 
     # occluders over part of some people (drawn just in front of that person)
-    if rng.random() < 0.45:
+    if level.occluders and rng.random() < 0.45:
         for _ in range(int(rng.integers(1, 3))):
             i = int(rng.integers(n))
             box = _mask_box(masks[i], bodies[i].keypoints, W, H)
