@@ -8,6 +8,7 @@ function) is refused, never executed. Layout (``version`` 1)::
      "model": state_dict,                      # unwrapped (no DDP "module." prefix)
      "arch": {"kind": "derived", "genotype": {...}, "width_mult": 0.5, "num_joints": 17}
           or {"kind": "baseline", "name": "hrnet_w32", "num_joints": 17},
+          # "width_mult": 0.25 as well for a width-reduced HRNet (absent: width 1)
      "keypoints": {"dataset", "names", "flip_pairs", "sigmas", "skeleton", "upper_body",
                    "lower_body"},
      "config": {...},                          # the resolved Config as a dict
@@ -47,18 +48,27 @@ def arch_for_genotype(genotype: Any, width_mult: float | None, num_joints: int) 
             "num_joints": int(num_joints)}
 
 
-def arch_for_baseline(name: str, num_joints: int) -> dict[str, Any]:
-    """The ``arch`` entry of a hand-designed baseline from :data:`autopose.models.MODELS`."""
-    from autopose.models import MODELS
+def arch_for_baseline(name: str, num_joints: int,
+                      width_mult: float | None = None) -> dict[str, Any]:
+    """The ``arch`` entry of a hand-designed baseline from :data:`autopose.models.MODELS`.
+
+    ``width_mult`` applies to the HRNets (``WIDTH_MULT_MODELS``); SimpleBaseline ignores it,
+    as it did before HRNet could be width-reduced. It is recorded only when it is not 1, so
+    a full-width run's ``arch`` is the same as before the option existed.
+    """
+    from autopose.models import MODELS, WIDTH_MULT_MODELS
 
     if name not in MODELS:
         raise UserError(f"--model: unknown model {name!r} (known: {', '.join(MODELS)})")
-    return {"kind": "baseline", "name": name, "num_joints": int(num_joints)}
+    arch: dict[str, Any] = {"kind": "baseline", "name": name, "num_joints": int(num_joints)}
+    if width_mult is not None and float(width_mult) != 1.0 and name in WIDTH_MULT_MODELS:
+        arch["width_mult"] = float(width_mult)
+    return arch
 
 
 def build_model(arch: dict[str, Any], source: str = "<arch>") -> nn.Module:
     """The network an ``arch`` entry describes, freshly initialised (on the CPU)."""
-    from autopose.models import MODELS
+    from autopose.models import MODELS, WIDTH_MULT_MODELS
     from autopose.models.derived import build_derived
     from autopose.search_space.genotype import Genotype
 
@@ -79,7 +89,15 @@ def build_model(arch: dict[str, Any], source: str = "<arch>") -> nn.Module:
         if name not in MODELS:
             raise UserError(f"{source}: arch.name: unknown model {name!r} "
                             f"(known: {', '.join(MODELS)})")
-        return MODELS[name](num_joints=k)
+        if "width_mult" not in arch:
+            return MODELS[name](num_joints=k)
+        wm = arch["width_mult"]
+        if not isinstance(wm, (int, float)) or isinstance(wm, bool) or not wm > 0:
+            raise UserError(f"{source}: arch.width_mult: expected a positive number, got {wm!r}")
+        if name not in WIDTH_MULT_MODELS:
+            raise UserError(f"{source}: arch.width_mult: {name} has no width multiplier "
+                            f"(only {', '.join(sorted(WIDTH_MULT_MODELS))})")
+        return MODELS[name](num_joints=k, width_mult=float(wm))
     raise UserError(f"{source}: arch.kind: expected 'derived' or 'baseline', got {kind!r}")
 
 
@@ -87,6 +105,9 @@ def describe_arch(arch: dict[str, Any]) -> str:
     """One line for logs: ``derived (width 0.5, 17 joints)`` or ``hrnet_w32 (17 joints)``."""
     if arch.get("kind") == "derived":
         return f"derived network (width_mult {arch['width_mult']:g}, {arch['num_joints']} joints)"
+    if "width_mult" in arch:
+        return (f"{arch.get('name')} (width_mult {arch['width_mult']:g}, "
+                f"{arch.get('num_joints')} joints)")
     return f"{arch.get('name')} ({arch.get('num_joints')} joints)"
 
 

@@ -208,7 +208,7 @@ def resolve_arch(source: ArchSource, cfg: Config, num_joints: int) -> dict[str, 
 
         genotype = Genotype.load(source.genotype)
         return ckpt_mod.arch_for_genotype(genotype, cfg.train.width_mult, num_joints)
-    return ckpt_mod.arch_for_baseline(str(source.model), num_joints)
+    return ckpt_mod.arch_for_baseline(str(source.model), num_joints, cfg.train.width_mult)
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:

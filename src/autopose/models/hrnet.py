@@ -7,6 +7,11 @@ conv-BN then nearest upsampling; down: 3x3 stride-2 conv-BN per factor 2, ReLU b
 last module keeps only the highest-resolution output, and a 1x1 conv maps it to K heatmaps.
 Written from that description; the numbers to match are 28.5 M parameters (W32) and 63.6 M
 (W48).
+
+``width_mult`` (``train.width_mult`` for ``--model hrnet_w32|hrnet_w48``) scales every channel
+count (the stem's 64, the bottlenecks' 256 and 64, each branch width C * 2^k) and rounds it to
+whole channels, at least one: a width-reduced HRNet with the same topology, e.g. to match the
+FLOPs of a derived network. At 1 the network (and its state dict) is the published one.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from autopose.search_space.ops import ConvBN
+
+
+def scale_channels(channels: int, width_mult: float) -> int:
+    """``channels * width_mult`` rounded to a whole number of channels, at least one."""
+    return max(1, int(round(channels * width_mult)))
 
 
 class BasicBlock(nn.Module):
@@ -33,14 +43,15 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """1x1 -> 3x3 (stride) -> 1x1 with 4x expansion, projection shortcut when shapes change.
 
-    ``(N, C_in, H, W) -> (N, 4 * planes, H / stride, W / stride)``.
+    ``(N, C_in, H, W) -> (N, out, H / stride, W / stride)``, ``out`` 4 * planes by default.
     """
 
     expansion = 4
 
-    def __init__(self, c_in: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, planes: int, stride: int = 1, out: int | None = None) -> None:
         super().__init__()
-        out = planes * self.expansion
+        # ``out`` is given for a width-reduced HRNet, where 256 and 64 are rounded separately.
+        out = planes * self.expansion if out is None else out
         self.conv1 = ConvBN(c_in, planes, 1)
         self.conv2 = ConvBN(planes, planes, 3, stride)
         self.conv3 = ConvBN(planes, out, 1)
@@ -104,20 +115,31 @@ class HRModule(nn.Module):
 
 
 class HRNetPose(nn.Module):
-    """HRNet-W``width`` for top-down pose: ``(N, 3, H, W) -> (N, K, H/4, W/4)``."""
+    """HRNet-W``width`` for top-down pose: ``(N, 3, H, W) -> (N, K, H/4, W/4)``.
+
+    ``width_mult`` scales every channel count (rounded, at least 1); 1 is the published net.
+    """
 
     def __init__(self, width: int = 32, num_joints: int = 17,
-                 modules: tuple[int, int, int] = (1, 4, 3), blocks: int = 4) -> None:
+                 modules: tuple[int, int, int] = (1, 4, 3), blocks: int = 4,
+                 width_mult: float = 1.0) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(ConvBN(3, 64, 3, 2), nn.ReLU(inplace=True))
-        self.conv2 = nn.Sequential(ConvBN(64, 64, 3, 2), nn.ReLU(inplace=True))
-        self.layer1 = nn.Sequential(Bottleneck(64, 64), Bottleneck(256, 64),
-                                    Bottleneck(256, 64), Bottleneck(256, 64))
-        prev = [256]
+        if not width_mult > 0:
+            raise ValueError(f"width_mult must be positive, got {width_mult}")
+        self.width_mult = float(width_mult)
+        stem = scale_channels(64, width_mult)
+        planes = scale_channels(64, width_mult)
+        expanded = scale_channels(256, width_mult)
+        self.conv1 = nn.Sequential(ConvBN(3, stem, 3, 2), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(ConvBN(stem, stem, 3, 2), nn.ReLU(inplace=True))
+        self.layer1 = nn.Sequential(Bottleneck(stem, planes, out=expanded),
+                                    *[Bottleneck(expanded, planes, out=expanded)
+                                      for _ in range(3)])
+        prev = [expanded]
         self.transitions = nn.ModuleList()
         self.stages = nn.ModuleList()
         for s, n_modules in enumerate(modules):
-            channels = [width * 2 ** k for k in range(s + 2)]
+            channels = [scale_channels(width * 2 ** k, width_mult) for k in range(s + 2)]
             self.transitions.append(self._transition(prev, channels))
             last_stage = s == len(modules) - 1
             self.stages.append(nn.Sequential(*[
@@ -125,7 +147,7 @@ class HRNetPose(nn.Module):
                          1 if last_stage and m == n_modules - 1 else len(channels))
                 for m in range(n_modules)]))
             prev = channels
-        self.final = nn.Conv2d(width, num_joints, 1)
+        self.final = nn.Conv2d(prev[0], num_joints, 1)
 
     @staticmethod
     def _transition(prev: list[int], channels: list[int]) -> nn.ModuleList:
@@ -151,11 +173,11 @@ class HRNetPose(nn.Module):
         return self.final(xs[0])
 
 
-def hrnet_w32(num_joints: int = 17) -> HRNetPose:
-    """HRNet-W32 pose network (28.5 M parameters with 17 joints)."""
-    return HRNetPose(32, num_joints)
+def hrnet_w32(num_joints: int = 17, width_mult: float = 1.0) -> HRNetPose:
+    """HRNet-W32 pose network (28.5 M parameters with 17 joints at width_mult 1)."""
+    return HRNetPose(32, num_joints, width_mult=width_mult)
 
 
-def hrnet_w48(num_joints: int = 17) -> HRNetPose:
-    """HRNet-W48 pose network (63.6 M parameters with 17 joints)."""
-    return HRNetPose(48, num_joints)
+def hrnet_w48(num_joints: int = 17, width_mult: float = 1.0) -> HRNetPose:
+    """HRNet-W48 pose network (63.6 M parameters with 17 joints at width_mult 1)."""
+    return HRNetPose(48, num_joints, width_mult=width_mult)
