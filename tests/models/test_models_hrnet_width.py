@@ -80,7 +80,7 @@ def test_trainer_records_the_multiplier_for_hrnet_only() -> None:
     cfg = Config()
     cfg.train.width_mult = 0.25
     assert resolve_arch(ArchSource(model="hrnet_w48"), cfg, 17)["width_mult"] == 0.25
-    # SimpleBaseline has no multiplier: its arch is unchanged (train_short.yaml sets 0.5).
+    # SimpleBaseline has no multiplier: its arch is unchanged whatever train.width_mult says.
     assert "width_mult" not in resolve_arch(ArchSource(model="simple_baseline_50"), cfg, 17)
     # Width 1 (or none) records nothing: the arch of a full-width run is as it always was.
     cfg.train.width_mult = 1.0
