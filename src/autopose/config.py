@@ -175,6 +175,8 @@ class SearchConfig:
     """The bi-level search (paper section 3.2): Gumbel cell search + RL branch controller."""
 
     epochs: int = 50
+    # Per process (unlike train.batch_size, the total): under torchrun each step sees
+    # batch_size x N images and an epoch has 1/N as many iterations.
     batch_size: int = 32
     # Iterations per epoch; 0 is a full pass over the weight half. A cap makes "epoch" the
     # controller's update period on a set too large (or a machine too small) for full passes.
