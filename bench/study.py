@@ -86,6 +86,7 @@ from pathlib import Path
 from typing import Any
 
 from autopose.config import CONFIG_DIR, load_config
+from autopose.data.records import read_json
 from autopose.errors import UserError
 from autopose.io import git_commit, write_json, write_text
 
@@ -337,10 +338,6 @@ def stage_record(argv: list[str], runs: list[dict[str, Any]], resumed: bool) -> 
             "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
 # ---------------------------------------------------------------------------- stages
 
 
@@ -352,7 +349,7 @@ def done_before(marker: Path, argv: list[str], counter: Counter) -> dict[str, An
     """
     if not marker.exists():
         return None
-    rec = read_json(marker)
+    rec = read_json(marker, "study record")
     # The interpreter may be named differently between runs; --resume is how, not what.
     before = [a for a in rec["argv"][1:] if a != "--resume"]
     now = argv[1:]
@@ -390,7 +387,7 @@ def search_stage(plan: Plan, row: str, seed: int, counter: Counter) -> dict[str,
         rec = stage_record(argv, [result], resumed) | {
             "genotype": str(genotype),
             "cpu_min": result["cpu_s"] / 60.0,
-            "scale_vectors": read_json(genotype).get("scale_vectors")}
+            "scale_vectors": read_json(genotype, "genotype").get("scale_vectors")}
         write_json(marker, rec)
     # Only resuming needs the checkpoint (also cleans up after a study killed just before).
     if checkpoint.exists() and not plan.keep_search_checkpoints:
@@ -435,7 +432,7 @@ def test_stage(plan: Plan, row: str, seed: int, extra: list[str],
         return rec
     result = run_stage(plan, argv, d / "test.log", f"{row} seed {seed}: test")
     counter.ran += 1
-    metrics = read_json(run / "metrics.json")
+    metrics = read_json(run / "metrics.json", "test metrics")
     rec = stage_record(argv, [result], False) | {"AP": float(metrics["AP"]),
                                                  "AP50": float(metrics["AP .5"])}
     write_json(marker, rec)
@@ -530,7 +527,7 @@ def hrnet_width_stage(plan: Plan, counter: Counter) -> dict[str, Any]:
                  "train_overrides": plan.train_overrides}
     marker = plan.out / BASELINE / "width.json"
     if marker.exists():
-        rec = read_json(marker)
+        rec = read_json(marker, "study record")
         if rec["made_from"] != made_from:
             raise UserError(f"{marker}: matched to other {REFERENCE_ROW} networks (seeds "
                             f"{rec['made_from']['reference_seeds']} or another training "
@@ -576,7 +573,7 @@ def run_cell(plan: Plan, row: str, seed: int, hrnet: dict[str, Any] | None,
     # The record is kept only while none of the stages it summarises was redone.
     if marker.exists() and counter.ran == ran_before:
         counter.skipped += 1
-        return read_json(marker)
+        return read_json(marker, "study record")
     cost = checkpoint_cost(d / "train" / "best.pt")
     rec = {"row": row, "seed": seed, "AP": test["AP"], "AP50": test["AP50"], **cost,
            "search_cpu_min": None if search is None else search["cpu_min"],
@@ -681,7 +678,7 @@ def collect_commands(plan: Plan) -> list[dict[str, Any]]:
                 marker = seed_dir(plan, row, seed) / f"{stage}.json"
                 if marker.exists():
                     commands.append({"row": row, "seed": seed, "stage": stage,
-                                     "command": read_json(marker)["command"]})
+                                     "command": read_json(marker, "study record")["command"]})
     return commands
 
 

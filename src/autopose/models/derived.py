@@ -16,9 +16,15 @@ from autopose.search_space.multiscale import DiscreteMultiScaleModule
 from autopose.search_space.supernet import Head, Stem, Supernet
 
 
+def scale_channels(channels: int, width_mult: float) -> int:
+    """``channels * width_mult`` rounded to a whole number of channels, at least one (the
+    rounding of every width multiplier: derived networks and width-reduced HRNet)."""
+    return max(1, int(round(channels * width_mult)))
+
+
 def scaled_widths(widths: list[int], width_mult: float) -> list[int]:
     """Branch widths times the multiplier, rounded to whole channels (at least 1)."""
-    return [max(1, int(round(c * width_mult))) for c in widths]
+    return [scale_channels(c, width_mult) for c in widths]
 
 
 class DerivedNetwork(nn.Module):

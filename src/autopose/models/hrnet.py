@@ -20,12 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autopose.models.derived import scale_channels
 from autopose.search_space.ops import ConvBN
-
-
-def scale_channels(channels: int, width_mult: float) -> int:
-    """``channels * width_mult`` rounded to a whole number of channels, at least one."""
-    return max(1, int(round(channels * width_mult)))
 
 
 class BasicBlock(nn.Module):

@@ -443,12 +443,18 @@ class View:
     depth: float  # offset added to every depth (people further back get lower values)
 
 
-def sample_view(rng: np.random.Generator) -> tuple[float, float, float]:
+def sample_view(rng: np.random.Generator, facing_camera: bool = False
+                ) -> tuple[float, float, float]:
     """(yaw, pitch, roll): every facing direction, a mild camera pitch, in-plane rotation.
 
     Yaw is uniform over the circle for 60 % of people; the rest face the camera roughly
-    (people in photos often do).
+    (people in photos often do). ``facing_camera``: yaw within 40 deg and roll within 15 deg
+    (the easy scene level), the same pitch.
     """
+    if facing_camera:
+        yaw = float(np.clip(rng.normal(0.0, 20.0), -40.0, 40.0))
+        pitch = rng.uniform(-12.0, 22.0)
+        return yaw, pitch, float(np.clip(rng.normal(0.0, 6.0), -15.0, 15.0))
     if rng.random() < 0.6:
         yaw = rng.uniform(-180.0, 180.0)
     else:

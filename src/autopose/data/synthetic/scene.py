@@ -44,7 +44,7 @@ class SceneLevel:
     people_p: tuple[float, ...]  # P(1 person), P(2 people), ...
     min_height: float  # standing stature in pixels at 480 px image height
     max_height: float
-    facing_camera: bool  # yaw within +-40 deg and roll within 15 deg, else sample_view's
+    facing_camera: bool  # figure.sample_view's facing_camera
     pose_modes: tuple[str, ...] | None  # activities drawn (figure.POSE_MODES); None: all
     clutter: tuple[int, int]  # [low, high) number of clutter shapes
     distractors: bool
@@ -307,11 +307,7 @@ def _sample_people(rng: np.random.Generator, W: int, H: int, level: SceneLevel) 
     boxes: list[tuple[float, float, float, float]] = []
     for i in range(n):
         hpx = math.exp(rng.uniform(math.log(level.min_height), math.log(level.max_height))) * k
-        if level.facing_camera:
-            yaw = float(np.clip(rng.normal(0.0, 20.0), -40.0, 40.0))
-            pitch, roll = rng.uniform(-12.0, 22.0), float(np.clip(rng.normal(0.0, 6.0), -15, 15))
-        else:
-            yaw, pitch, roll = sample_view(rng)
+        yaw, pitch, roll = sample_view(rng, level.facing_camera)
         bw, bh = 0.45 * hpx, 0.9 * hpx
         if i > 0 and rng.random() < 0.45:  # overlap someone already placed
             ox, oy, ow, oh = boxes[int(rng.integers(len(boxes)))]
