@@ -85,6 +85,10 @@ class DataConfig:
     input_size: list[int] = field(default_factory=lambda: [256, 192])
     heatmap_stride: int = 4
     sigma: float = 2.0
+    # Heatmap codec: standard (HRNet's: rounded Gaussian centres, quarter-pixel decoding) |
+    # dark (DARK's unbiased encoding and distribution-aware decoding; data/codec.py)
+    codec: str = "standard"
+    blur_kernel: int = 11  # DARK's smoothing before decoding (11 for sigma 2, 17 for sigma 3)
     bbox_padding: float = 1.25
     aug: AugmentConfig = field(default_factory=AugmentConfig)
     keypoints: KeypointConfig = field(default_factory=KeypointConfig)

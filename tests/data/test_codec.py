@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
 
-from autopose.data.codec import HeatmapCodec, instance_scores
+import cv2
+
+from autopose.data.codec import HeatmapCodec, codec_for, instance_scores
 from autopose.data.keypoints import COCO17
+from autopose.errors import UserError
 
 
 def test_encode_peak_window_and_weights():
@@ -47,3 +50,70 @@ def test_instance_scores():
     maxvals = np.array([[0.9, 0.1, 0.5], [0.1, 0.1, 0.1]])
     s = instance_scores(maxvals, np.array([0.5, 1.0]), 0.2)
     assert s[0] == pytest.approx(0.7 * 0.5) and s[1] == 0
+
+
+def test_unbiased_encode_centres_gaussian_on_subpixel_joint():
+    codec = HeatmapCodec((256, 192), stride=4, sigma=2, unbiased=True)
+    joints = np.array([[41.0, 83.0], [-100.0, 10.0], [500.0, 10.0], [20.0, 30.0]])
+    target, weight = codec.encode(joints, np.array([1, 1, 1, 0]))
+    assert weight.tolist() == [1, 0, 0, 0]
+    assert not target[1:].any()
+    ys, xs = np.mgrid[0:64, 0:48]
+    want = np.exp(-((xs - 10.25) ** 2 + (ys - 20.75) ** 2) / 8)
+    assert np.allclose(target[0], want, atol=1e-6)
+    # The peak pixel is below 1: the centre (10.25, 20.75) is between pixels.
+    assert target[0, 21, 10] == pytest.approx(np.exp(-(0.25 ** 2 + 0.25 ** 2) / 8), rel=1e-6)
+    # A joint just outside the map keeps its weight while its 3-sigma window overlaps the map.
+    t, w = codec.encode(np.array([[-8.0, 100.0], [-40.0, 100.0]]), np.ones(2))
+    assert w.tolist() == [1, 0] and t[0].max() > 0
+
+
+@pytest.mark.parametrize("sigma, kernel", [(2.0, 11), (3.0, 17)])
+def test_dark_round_trip_is_subpixel_exact_where_rounding_is_not(sigma, kernel):
+    rng = np.random.default_rng(2)
+    joints = rng.uniform(24, 168, size=(17, 2))  # away from the border: blur sees zeros there
+    dark = HeatmapCodec((256, 192), 4, sigma, unbiased=True, blur_kernel=kernel)
+    standard = HeatmapCodec((256, 192), 4, sigma)
+    target, _ = dark.encode(joints, np.ones(17))
+    coords, maxvals = dark.decode(target[None])
+    assert np.abs(coords[0] - joints / 4).max() < 0.02  # heatmap pixels
+    assert np.allclose(maxvals, target.max(axis=(1, 2)))
+    coords, _ = standard.decode(standard.encode(joints, np.ones(17))[0][None])
+    assert np.abs(coords[0] - joints / 4).max() > 0.25  # rounding to the grid
+
+
+def test_dark_blur_is_zero_padded_and_keeps_each_maximum():
+    codec = HeatmapCodec((64, 48), 4, 2, unbiased=True, blur_kernel=11)
+    rng = np.random.default_rng(3)
+    hm = rng.random((2, 3, 16, 12)).astype(np.float32)
+    out = codec.blur(hm)
+    for n in range(2):
+        for k in range(3):  # mmpose's gaussian_blur: pad with zeros, blur, crop, rescale
+            padded = np.pad(hm[n, k], 5)
+            ref = cv2.GaussianBlur(padded, (11, 11), 0)[5:-5, 5:-5]
+            ref *= hm[n, k].max() / ref.max()
+            assert np.allclose(out[n, k], ref, atol=1e-6)
+    assert np.allclose(out.max(axis=(2, 3)), hm.max(axis=(2, 3)))
+
+
+def test_dark_keeps_argmax_at_border_and_on_flat_maps():
+    codec = HeatmapCodec((64, 48), 4, 2, unbiased=True)
+    hm = np.zeros((1, 3, 16, 12), np.float32)
+    hm[0, 0, 8, 1] = 1.0  # two pixels from the left edge: no Taylor step
+    hm[0, 1] = -1.0  # nothing positive: argmax (0, 0), as in the reference
+    hm[0, 2, 8, 6] = 1.0
+    hm[0, 2, 8, 7] = 0.5  # right neighbour higher than left: refined to the right
+    coords, maxvals = codec.decode(hm)
+    assert coords[0, 0].tolist() == [1.0, 8.0]
+    assert coords[0, 1].tolist() == [0.0, 0.0] and maxvals[0, 1] == -1
+    assert 6.0 < coords[0, 2, 0] < 6.5 and coords[0, 2, 1] == pytest.approx(8.0)
+    assert np.isfinite(coords).all()
+
+
+def test_codec_for_names_the_field():
+    assert codec_for([128, 96], 4, 2.0, "dark", 11).unbiased
+    assert not codec_for([128, 96], 4, 2.0, "standard", 11).unbiased
+    with pytest.raises(UserError, match="data.codec: expected one of standard, dark, got 'udp'"):
+        codec_for([128, 96], 4, 2.0, "udp", 11)
+    with pytest.raises(UserError, match="data.blur_kernel"):
+        codec_for([128, 96], 4, 2.0, "dark", 10)

@@ -31,6 +31,7 @@ def test_onnx_export_matches_pytorch(tiny_checkpoint, tmp_path, one_thread, caps
     onnx.checker.check_model(model_proto)
     meta = {p.key: p.value for p in model_proto.metadata_props}
     assert "nose" in meta["autopose.keypoints"] and "64" in meta["autopose.input"]
+    assert meta["autopose.codec"].startswith("standard, sigma 2")
 
     # An input the command did not check, and another batch size (the batch axis is dynamic).
     model, _ = load_model(tiny_checkpoint, torch.device("cpu"))

@@ -132,3 +132,18 @@ def test_dead_aggregation_nodes_are_dropped() -> None:
     c = 4
     torch.testing.assert_close(stage1.compress[0].weight,
                                sup.stages[1][0].branches[0].agg.compress[0].weight[:, c:3 * c])
+
+
+def test_short_schedule_genotype_builds_as_documented():
+    """configs/synthetic/genotype_short.json, which docs/training.md and train_short.yaml
+    describe: three branches at most, conv 3x3 and skip edges, 0.39 M parameters at width 1."""
+    from conftest import REPO
+    from autopose.models.derived import build_derived
+
+    net = build_derived(str(REPO / "configs" / "synthetic" / "genotype_short.json"), 1.0)
+    g = net.genotype
+    assert g.scale_vectors == [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]
+    params = sum(p.numel() for p in net.parameters())
+    assert round(params / 1e6, 2) == 0.39
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(1, 3, 128, 96)).shape == (1, 17, 32, 24)

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from autopose.config import DataConfig
-from autopose.data.codec import HeatmapCodec
+from autopose.data.codec import codec_for
 from autopose.data.keypoints import KeypointInfo
 from autopose.data.records import PersonRecord, read_image
 from autopose.data.transforms import (CropParams, affine_points, crop_matrices,
@@ -36,7 +36,8 @@ class TopDownDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.output_size = (data.input_size[1], data.input_size[0])  # (W, H) for OpenCV
-        self.codec = HeatmapCodec(tuple(data.input_size), data.heatmap_stride, data.sigma)
+        self.codec = codec_for(data.input_size, data.heatmap_stride, data.sigma, data.codec,
+                               data.blur_kernel)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -84,6 +84,12 @@ def check_onnx(data: bytes, model: torch.nn.Module, input_hw: tuple[int, int],
     return float(np.max(np.abs(got - want)))
 
 
+def _codec_note(data: dict) -> str:
+    codec = data.get("codec", "standard")
+    note = f"{codec}, sigma {data.get('sigma', 2.0)}"
+    return note + (f", blur kernel {data.get('blur_kernel', 11)}" if codec == "dark" else "")
+
+
 def _add_metadata(data: bytes, meta: dict[str, str]) -> bytes:
     onnx, _ = _require_onnx()
     proto = onnx.load_from_string(data)
@@ -118,6 +124,8 @@ def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
                            f"{hw[1] // 4})",
         "autopose.keypoints": json.dumps(ckpt["keypoints"]["names"]),
         "autopose.flip_pairs": json.dumps(ckpt["keypoints"]["flip_pairs"]),
+        # how the heatmaps decode: standard (HRNet) or dark (autopose.data.codec)
+        "autopose.codec": _codec_note(ckpt["config"]["data"]),
     })
     out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
     atomic_write(out, lambda tmp: tmp.write_bytes(data))
