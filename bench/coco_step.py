@@ -18,7 +18,7 @@ Measured on this machine, for each: seconds per training step (forward, the trai
 backward, Adam) at ``--batch`` images, median of ``--steps`` steps after ``--warmup``;
 parameters; GMACs per image (``autopose flops`` convention: multiply-accumulates / 1e9);
 ATen operator calls per forward + backward (about one GPU kernel each); parameter tensors
-with a gradient (one all-reduce each in the search, which does not bucket them); the *host
+with a gradient (the search packs them into buckets of 32 MiB, one all-reduce each); the *host
 time* of a step: forward + backward on tiny tensors (batch 2 at 32x24), i.e. the Python,
 dispatcher and autograd work that a GPU step also costs the CPU however small its kernels
 (here it also includes the tiny CPU kernels, so it is an upper bound); activation memory
@@ -35,8 +35,9 @@ Extrapolated (printed after the measurements):
 * time per epoch of COCO train2017 (149,813 person instances, HRNet's count) from the
   FLOPs and an assumed effective GPU throughput (``GPU_ASSUMED``; a training image costs
   6 FLOPs per MAC: 2 per MAC, forward + backward = 3 forwards), with a floor set by the host
-  time of the ATen calls (``HOST_US_PER_OP``, assumed) and, for the search, its unbucketed
-  all-reduces (``ALLREDUCE_US``, assumed); and the measured time on this CPU for comparison.
+  time of the ATen calls (``HOST_US_PER_OP``, assumed) and, for the search, its bucketed
+  all-reduces (``ALLREDUCE_US`` each plus the bytes at ``ALLREDUCE_GBPS``, assumed); and the
+  measured time on this CPU for comparison.
   With CUDA the script prints the measured GPU time per epoch too.
 
 Usage::
@@ -68,7 +69,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -114,9 +114,12 @@ GPU_UNCERTAINTY = 2.0
 # tensors, an upper bound (it includes the tiny CPU kernels themselves). A GPU step cannot be
 # faster than its calls x this, however fast the GPU.
 HOST_US_PER_OP = 10.0
-# ASSUMED cost of one small NCCL all-reduce within a node, Python loop included: the search
-# all-reduces every gradient tensor separately (no bucketing), twice per iteration.
+# ASSUMED latency of one NCCL all-reduce within a node, and its bus bandwidth (NVLink): the
+# search packs a step's gradients into buckets of BUCKET_BYTES (engine.distributed
+# .all_reduce_mean_), one all-reduce each, twice per iteration.
 ALLREDUCE_US = 25.0
+ALLREDUCE_GBPS = 100.0
+BUCKET_BYTES = 32 << 20
 P100_ANCHOR = {"gpus": 4, "hours": 55.0, "epochs": 210}
 GIB = 1024 ** 3
 
@@ -142,14 +145,6 @@ def representative_genotype(seed: int = 0) -> Genotype:
                            cfg, SCALE_VECTORS)
 
 
-def fixed_choices(alpha: torch.Tensor, op_index: list[int]) -> EdgeChoices:
-    """Fixed ops with a straight-through one-hot, so alpha gets its gradient as in search
-    but every step runs the same ops."""
-    soft = F.softmax(alpha, dim=-1)
-    hard = F.one_hot(torch.as_tensor(op_index, device=alpha.device), alpha.shape[1])
-    return EdgeChoices(hard.to(soft.dtype) - soft.detach() + soft, list(op_index))
-
-
 class SupernetSample(nn.Module):
     """The supernet run as one fixed sample, ``forward(images)`` like the other networks."""
 
@@ -164,9 +159,9 @@ class SupernetSample(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n = self.net
-        ops = SampledOps(fixed_choices(n.alpha_individual, self.ind),
+        ops = SampledOps(EdgeChoices.straight_through(n.alpha_individual, self.ind),
                          None if n.alpha_aggregation is None
-                         else fixed_choices(n.alpha_aggregation, self.agg))
+                         else EdgeChoices.straight_through(n.alpha_aggregation, self.agg))
         return n(images, self.vectors, ops=ops)
 
 
@@ -251,6 +246,7 @@ class Stepper:
         self.amp = amp if device.type == "cuda" else "none"
         self.inputs: dict[tuple[int, int, int], tuple[torch.Tensor, ...]] = {}
         self.grad_tensors = 0
+        self.grad_bytes = 0
 
     def _inputs(self, batch: int, hw: tuple[int, int]) -> tuple[torch.Tensor, ...]:
         key = (batch, *hw)
@@ -276,6 +272,8 @@ class Stepper:
             loss = 0.5 * ((out.float() - target) * weight[:, :, None, None]).pow(2).mean()
             loss.backward()
         self.grad_tensors = sum(p.grad is not None for p in self.params)
+        self.grad_bytes = sum(p.grad.numel() * p.grad.element_size()
+                              for p in self.params if p.grad is not None)
         if optimizer:
             self.opt.step()
 
@@ -353,7 +351,7 @@ def supernet_samples(st: Stepper, hw: tuple[int, int], samples: int,
     net = wrapper.net
     g = torch.Generator().manual_seed(seed)
     nb, n_ops = net.num_branches, len(net.ops)
-    macs, host, grads, ops = [], [], [], []
+    macs, host, grads, grad_bytes, ops = [], [], [], [], []
     for _ in range(samples):
         vectors = torch.randint(0, 2, (net.num_stages, nb), generator=g).tolist()
         ind = torch.randint(0, n_ops, (net.alpha_individual.shape[0],), generator=g).tolist()
@@ -366,11 +364,13 @@ def supernet_samples(st: Stepper, hw: tuple[int, int], samples: int,
         ops.append(counter.calls)
         host.append(st.timed(HOST_BATCH, HOST_INPUT, 1, optimizer=False)[0])
         grads.append(st.grad_tensors)
+        grad_bytes.append(st.grad_bytes)
     return {"gmacs_mean_sample": statistics.mean(macs) / 1e9,
             "gmacs_max_sample": max(macs) / 1e9,
             "host_seconds_mean_sample": statistics.mean(host),
             "aten_ops_mean_sample": statistics.mean(ops),
-            "grad_tensors_mean_sample": statistics.mean(grads)}
+            "grad_tensors_mean_sample": statistics.mean(grads),
+            "grad_bytes_mean_sample": statistics.mean(grad_bytes)}
 
 
 # ---------------------------------------------------------------------------- extrapolating
@@ -394,6 +394,7 @@ def extrapolate(rows: dict[str, dict[str, Any]], gpus: list[int], measured_gpu: 
         "coco_train_persons": COCO_TRAIN_PERSONS, "gpu_effective_tflops": GPU_ASSUMED,
         "uncertainty_factor": GPU_UNCERTAINTY, "flops_per_mac_train": FLOPS_PER_MAC_TRAIN,
         "host_us_per_op": HOST_US_PER_OP, "allreduce_us": ALLREDUCE_US,
+        "allreduce_gbps": ALLREDUCE_GBPS, "bucket_bytes": BUCKET_BYTES,
         "bf16_activation_factor": bf16_factor}}
 
     # ---- training the derived network or HRNet-W32: train.batch_size in total. The host
@@ -429,8 +430,8 @@ def extrapolate(rows: dict[str, dict[str, Any]], gpus: list[int], measured_gpu: 
 
     # ---- the search: search.batch_size per process, a weight step and an alpha step per
     # iteration. Each step reads its sampled ops back from the GPU (.tolist()) and its loss
-    # (float()), so host and GPU time add up instead of overlapping; with N > 1 every
-    # gradient tensor is all-reduced on its own.
+    # (float()), so host and GPU time add up instead of overlapping; with N > 1 the
+    # gradients are averaged in buckets, one all-reduce each.
     r = rows.get("supernet")
     if r is not None:
         f = scfg.reward_fraction
@@ -446,7 +447,10 @@ def extrapolate(rows: dict[str, dict[str, Any]], gpus: list[int], measured_gpu: 
         for n in gpus:
             iters = math.ceil(half / n) // b
             eval_batches = math.ceil(reward / n / test_batch)
-            comm = (r["grad_tensors_mean_sample"] * (ALLREDUCE_US * 1e-6 + op_s)
+            gb = r["grad_bytes_mean_sample"]
+            # per bucket: latency; per byte: bandwidth; per tensor: a copy in and out of it
+            comm = (math.ceil(gb / BUCKET_BYTES) * ALLREDUCE_US * 1e-6
+                    + gb / (ALLREDUCE_GBPS * 1e9) + r["grad_tensors_mean_sample"] * 2 * op_s
                     if n > 1 else 0.0)
             entry = {"net": "supernet", "gpus": n, "per_gpu_batch": b, "iters_per_epoch": iters,
                      # no DDP: gradients are all-reduced in place, no bucket copy
@@ -539,9 +543,10 @@ def print_report(rows: dict[str, dict[str, Any]], ext: dict[str, Any], args: arg
     p("ASSUMED effective training throughput, TFLOP/s at 6 FLOPs per MAC per image: "
       + ", ".join(f"{g} fp32 {v['fp32']:g} / bf16 {v['bf16']:g}" for g, v in GPU_ASSUMED.items())
       + f"; uncertain by x{GPU_UNCERTAINTY:g} either way. ASSUMED host time {HOST_US_PER_OP:g} us "
-      f"per aten op (this machine, above: us/op), {ALLREDUCE_US:g} us per all-reduce. Training "
+      f"per aten op (this machine, above: us/op), {ALLREDUCE_US:g} us per all-reduce of a "
+      f"bucket (<= {BUCKET_BYTES >> 20} MiB) + bytes at {ALLREDUCE_GBPS:g} GB/s. Training "
       "step = max(FLOPs / throughput, ops x host); search step = FLOPs / throughput + ops x "
-      "host + gradient tensors x all-reduce (it syncs every step)")
+      "host + bucketed all-reduces (it syncs every step)")
     if "p100_anchor_tflops" in ext:
         p(f"cross-check: HRNet-W32, 210 epochs in ~55 h on 4 P100 (HRNet's authors) = "
           f"{ext['p100_anchor_tflops']:.2f} TFLOP/s per P100 by the same count")

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from autopose.config import ModelConfig
 from autopose.models.derived import DerivedNetwork, copy_supernet_weights
@@ -33,14 +32,6 @@ from autopose.models.hrnet import hrnet_w32
 from autopose.search_space.cells import EdgeChoices
 from autopose.search_space.genotype import derive_genotype, genotype_from_choices
 from autopose.search_space.supernet import SampledOps, Supernet
-
-
-def st_choices(alpha: torch.Tensor, indices: list[int]) -> EdgeChoices:
-    """Fixed op indices with a straight-through one-hot, so alpha gets its gradient as in
-    search but every repetition runs the same ops."""
-    soft = F.softmax(alpha, dim=-1)
-    hard = F.one_hot(torch.as_tensor(indices), alpha.shape[1]).to(soft.dtype)
-    return EdgeChoices(hard - soft.detach() + soft, list(indices))
 
 
 def interleaved(fns: dict[str, Callable[[], None]], reps: int, warmup: int = 1) -> dict[str, float]:
@@ -103,8 +94,8 @@ def main() -> None:
         agg = torch.randint(len(cfg.ops), (net.alpha_aggregation.shape[0],), generator=g).tolist()
 
         def ops(ind: list[int] = ind, agg: list[int] = agg) -> SampledOps:
-            return SampledOps(st_choices(net.alpha_individual, ind),
-                              st_choices(net.alpha_aggregation, agg))
+            return SampledOps(EdgeChoices.straight_through(net.alpha_individual, ind),
+                              EdgeChoices.straight_through(net.alpha_aggregation, agg))
         fns = {f"one{k}": step([[int(j == k) for j in range(nb)]] * cfg.num_stages, ops)
                for k in range(nb)}
         fns["all"] = step([[1] * nb] * cfg.num_stages, ops)

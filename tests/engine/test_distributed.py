@@ -79,6 +79,8 @@ def test_helpers_without_a_process_group(monkeypatch):
     assert d.broadcast_object({"a": 1}) == {"a": 1}
     x = torch.tensor([2.0, 4.0])
     assert torch.equal(d.all_reduce_mean(x), x)
+    d.all_reduce_mean_([x])  # alone: left as it is
+    assert torch.equal(x, torch.tensor([2.0, 4.0]))
     d.barrier()
     assert d.backend_for(torch.device("cpu")) == "gloo"
     assert d.backend_for(torch.device("cuda", 0)) == "nccl"
@@ -90,3 +92,38 @@ def test_bad_environment_is_named(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(UserError, match="WORLD_SIZE='two'"):
         d.init_distributed()
+
+
+BUCKETS = textwrap.dedent("""
+    import os, sys
+    import torch
+    import torch.distributed as dist
+    from autopose.engine import distributed as d
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    g = torch.Generator().manual_seed(rank)
+    shapes = [(3, 4), (5,), (2, 2, 2), (), (7, 1)]
+    tensors = [torch.randn(s, generator=g) for s in shapes]
+    tensors.insert(2, torch.randn(6, generator=g, dtype=torch.float64))
+    tensors[0] = tensors[0].t()  # not contiguous
+    before = [t.clone() for t in tensors]
+    d.all_reduce_mean_(tensors, bucket_bytes=40)  # several buckets of the float32 tensors
+    torch.save({"before": before, "after": tensors}, sys.argv[1] + f"/rank{rank}.pt")
+    dist.destroy_process_group()
+""")
+
+
+def test_bucketed_all_reduce_averages_every_tensor_in_place(tmp_path):
+    """Two gloo processes: mixed dtypes, a scalar, a non-contiguous tensor, several buckets."""
+    worker = tmp_path / "buckets.py"
+    worker.write_text(BUCKETS)
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(worker), str(tmp_path)]
+    res = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for b0, b1, a0, a1 in zip(r0["before"], r1["before"], r0["after"], r1["after"]):
+        assert not torch.equal(b0, b1)
+        assert a0.dtype == b0.dtype and a0.shape == b0.shape
+        assert torch.allclose(a0, (b0 + b1) / 2) and torch.equal(a0, a1)

@@ -75,6 +75,23 @@ def test_mixed_individual_cell_runs_only_sampled_ops_and_alpha_gets_gradient() -
                 assert (p.grad is not None) == (name == ops[choices.indices[e]])
 
 
+def test_straight_through_choices_run_fixed_ops_and_pass_alpha_gradient() -> None:
+    torch.manual_seed(1)
+    ops = list(OPS)
+    cell = MixedIndividualCell(5, 3, ops)
+    alpha = torch.nn.Parameter(torch.randn(len(individual_edges(3)), len(ops)))
+    want = [(2 * e + 1) % len(ops) for e in range(alpha.shape[0])]
+    choices = EdgeChoices.straight_through(alpha, want)
+    assert choices.indices == want
+    assert torch.allclose(choices.weights, F.one_hot(torch.tensor(want), len(ops)).float())
+    calls = _count_calls(cell)
+    cell(torch.randn(2, 5, 8, 6), choices).pow(2).mean().backward()
+    assert {k for k, n in calls.items() if n} == {f"{e}:{ops[i]}" for e, i in enumerate(want)}
+    assert alpha.grad is not None and (alpha.grad.abs().sum(dim=1) > 0).all()
+    fixed = EdgeChoices.fixed(want, len(ops))
+    assert torch.equal(fixed.weights, choices.weights.detach()) and not fixed.weights.requires_grad
+
+
 def test_mixed_aggregation_cell_skips_inactive_inputs() -> None:
     torch.manual_seed(0)
     ops = ["conv_3x3", "skip"]

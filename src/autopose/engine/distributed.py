@@ -114,6 +114,41 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def all_reduce_mean_(tensors: list[torch.Tensor], bucket_bytes: int = 32 << 20) -> None:
+    """Average ``tensors`` over all ranks, in place, in a few collectives (no-op alone).
+
+    Every rank must pass tensors of the same shapes in the same order. Tensors of one dtype
+    and device are packed into flat buckets of about ``bucket_bytes``, one all-reduce each,
+    as DDP does: a supernet step has hundreds of gradient tensors, and one collective per
+    tensor pays the collective's latency hundreds of times.
+    """
+    if not is_initialized() or not tensors:
+        return
+    world = dist.get_world_size()
+    groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
+    for group in groups.values():
+        bucket: list[torch.Tensor] = []
+        size = 0
+        for t in group:
+            bucket.append(t)
+            size += t.numel() * t.element_size()
+            if size >= bucket_bytes:
+                _reduce_bucket(bucket, world)
+                bucket, size = [], 0
+        if bucket:
+            _reduce_bucket(bucket, world)
+
+
+def _reduce_bucket(bucket: list[torch.Tensor], world: int) -> None:
+    flat = torch.cat([t.reshape(-1) for t in bucket])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world
+    for t, part in zip(bucket, flat.split([t.numel() for t in bucket])):
+        t.copy_(part.view_as(t))
+
+
 def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
     """Copy ``src``'s buffers (BatchNorm running statistics) to every rank.
 

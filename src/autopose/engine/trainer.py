@@ -54,6 +54,7 @@ from autopose.data.transforms import normalize_batch
 from autopose.engine import checkpoint as ckpt_mod
 from autopose.engine import distributed as dist_mod
 from autopose.engine.distributed import DistInfo
+from autopose.engine.loss import joints_mse_loss
 from autopose.errors import UserError
 from autopose.io import run_record, write_json, write_text
 
@@ -63,24 +64,6 @@ BEST = "best.pt"
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
-
-
-# ---------------------------------------------------------------------------- loss
-
-
-def joints_mse_loss(output: torch.Tensor, target: torch.Tensor,
-                    target_weight: torch.Tensor) -> torch.Tensor:
-    """HRNet's JointsMSELoss: ``0.5 * mean(((output - target) * w)^2)``.
-
-    ``output``, ``target``: ``(N, K, h, w)``; ``target_weight``: ``(N, K)`` (0 for joints that
-    are unlabelled or fall outside the heatmap). The mean runs over N, K and pixels, which
-    equals HRNet's per-joint mean averaged over joints.
-    """
-    w = target_weight[:, :, None, None]
-    return 0.5 * ((output - target) * w).pow(2).mean()
-
-
-# ---------------------------------------------------------------------------- data order
 
 
 # ---------------------------------------------------------------------------- RNG states

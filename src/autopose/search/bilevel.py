@@ -260,15 +260,15 @@ class BilevelSearch:
                                batch["target_weight"].to(self.device))
         self.supernet.zero_grad(set_to_none=True)
         loss.backward()
+        loss = loss.detach()
         if self.dist.distributed:
             # Every rank ran the same sub-network (same architecture, same Gumbel draws), so
-            # the same parameters have gradients, in the same order on every rank.
-            for p in self.supernet.parameters():
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= self.dist.world_size
+            # the same parameters have gradients, in the same order on every rank; the loss
+            # travels in the same buckets (its mean is what the log shows).
+            grads = [p.grad for p in self.supernet.parameters() if p.grad is not None]
+            ddp.all_reduce_mean_(grads + [loss.reshape(1)])
         optimizer.step()
-        return float(ddp.all_reduce_mean(loss.detach()))
+        return float(loss)
 
     def _loaders(self, epoch: int, start_iteration: int):
         bs = self.cfg.search.batch_size

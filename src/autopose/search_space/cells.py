@@ -64,6 +64,15 @@ class EdgeChoices:
         return EdgeChoices(weights, [int(i) for i in indices])
 
     @staticmethod
+    def straight_through(alpha: torch.Tensor, indices: list[int]) -> "EdgeChoices":
+        """Choices fixed by the caller that still give ``alpha`` ``(E, O)`` its gradient: the
+        one-hot rows plus ``softmax(alpha) - stop_gradient(softmax(alpha))``, as a hard Gumbel
+        sample does (for benchmarks that time a search step on fixed ops)."""
+        soft = F.softmax(alpha, dim=-1)
+        hard = F.one_hot(torch.as_tensor(list(indices), device=alpha.device), alpha.shape[-1])
+        return EdgeChoices(hard.to(soft.dtype) - soft.detach() + soft, [int(i) for i in indices])
+
+    @staticmethod
     def sample(alpha: torch.Tensor, tau: float) -> "EdgeChoices":
         """Hard straight-through Gumbel-softmax sample of ``alpha`` ``(E, O)`` at temperature
         ``tau``."""
