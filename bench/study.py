@@ -86,7 +86,7 @@ from pathlib import Path
 from typing import Any
 
 from autopose.config import CONFIG_DIR, load_config
-from autopose.data.records import read_json
+from autopose.io import read_json
 from autopose.errors import UserError
 from autopose.io import git_commit, write_json, write_text
 

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from autopose.cli import main
 from conftest import REPO, val_overrides
@@ -83,3 +84,24 @@ def test_unknown_codec_is_a_one_line_error(coco_mini, tmp_path, capsys):
     assert code == 2 and "Traceback" not in err
     assert [ln for ln in err.splitlines() if "error" in ln] == [
         "autopose: error: config: data.codec: expected one of standard, dark, got 'udp'"]
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_load_batches_part_is_that_share_of_the_whole(coco_mini, n):
+    """A process's share of the evaluation batches (the search reward's) is decoded alone
+    and equals its slice of the whole split's batches."""
+    from autopose.config import load_config
+    from autopose.engine.tester import build_eval_set, load_batches
+
+    ov = val_overrides(coco_mini["images"], coco_mini["ann"],
+                       **{"test.batch_size": 3, "data.input_size": "[64,48]"})
+    cfg = load_config(ov[1], ov[2:])  # ov: --config CFG key=value ...
+    eval_set = build_eval_set(cfg, quiet=True)
+    whole = load_batches(eval_set, cfg)
+    assert len(whole) > n and whole[-1]["index"].numel() <= 3
+    for k in range(n):
+        part = load_batches(eval_set, cfg, (k, n))
+        want = whole[k::n]
+        assert len(part) == len(want)
+        for a, b in zip(part, want):
+            assert torch.equal(a["index"], b["index"]) and torch.equal(a["image"], b["image"])

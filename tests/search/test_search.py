@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from autopose.cli import main
 from autopose.data.synthetic import generate
@@ -143,6 +144,20 @@ def test_damaged_checkpoint_missing_data_and_wrong_key(tiny_set, tmp_path, capsy
     assert "nope.json" in _error_line(capsys)
     assert main(["search", "--out", str(tmp_path / "r3"), "search.epochz=3"]) == 2
     assert "search.epochz: unknown key" in _error_line(capsys)
+
+
+def test_resume_with_another_process_count_is_refused(tiny_set, tmp_path, capsys):
+    out = tmp_path / "run"
+    ov = tiny(tiny_set, **{"search.epochs": 1})
+    assert main(["search", "--out", str(out)] + ov) == 0
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["world_size"] == 1
+    ckpt["world_size"] = 2  # as if written under torchrun --nproc_per_node=2
+    torch.save(ckpt, out / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["search", "--out", str(out), "--resume"] + ov) == 2
+    line = _error_line(capsys)
+    assert "checkpoint.pt" in line and "written by 2 process(es), this run has 1" in line
 
 
 def test_two_process_gloo_search_agrees(tiny_set, tmp_path):

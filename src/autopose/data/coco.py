@@ -16,7 +16,8 @@ import numpy as np
 
 from autopose.config import DataConfig, SplitConfig
 from autopose.data.keypoints import KeypointInfo, from_coco_category
-from autopose.data.records import PersonRecord, SkipCounter, finite_floats, read_json
+from autopose.data.records import PersonRecord, SkipCounter, finite_floats
+from autopose.io import read_json
 from autopose.data.transforms import box_to_center_scale
 from autopose.errors import UserError
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from autopose.config import DataConfig, SplitConfig
 from autopose.data.keypoints import MPII16
-from autopose.data.records import PersonRecord, SkipCounter, finite_floats, read_json
+from autopose.data.records import PersonRecord, SkipCounter, finite_floats
+from autopose.io import read_json
 from autopose.errors import UserError
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -47,21 +46,6 @@ class SkipCounter:
     def report(self, kept: int, what: str = "person instances") -> None:
         skipped = ", ".join(f"{n} {r}" for r, n in sorted(self.counts.items())) or "none"
         print(f"{self.source}: {kept} {what}; skipped: {skipped}", file=sys.stderr)
-
-
-def read_json(path: str | Path, what: str) -> Any:
-    """Parse a JSON file, turning every failure into a one-line UserError naming it."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: {what} not found") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read {what} ({e.strerror})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno})") from None
 
 
 def read_image(path: str, image_id: int) -> np.ndarray:

@@ -29,7 +29,8 @@ import numpy as np
 
 from autopose.data.codec import instance_scores
 from autopose.data.keypoints import KeypointInfo
-from autopose.data.records import PersonRecord, read_image, read_json
+from autopose.data.records import PersonRecord, read_image
+from autopose.io import read_json
 from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import box_to_center_scale
 from autopose.errors import UserError

@@ -113,14 +113,25 @@ def network_heatmaps(model: torch.nn.Module, device: torch.device) -> HeatmapFn:
     return fn
 
 
-def load_batches(eval_set: EvalSet, cfg: Config) -> list[dict[str, Any]]:
-    """Every batch of the split, decoded and cropped once (for repeated evaluation)."""
-    return list(iterate(_loader(eval_set, cfg)))
+def load_batches(eval_set: EvalSet, cfg: Config,
+                 part: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
+    """The batches of the split, decoded and cropped once (for repeated evaluation).
+
+    ``part=(k, n)``: only batches ``k, k + n, k + 2n, ...`` of the whole split's batches
+    (process ``k``'s share of ``n``), without decoding the others.
+    """
+    k, n = part
+    if n == 1:
+        return list(iterate(_loader(eval_set, cfg)))
+    size, b = len(eval_set.dataset), cfg.test.batch_size
+    indices = [i for start in range(k * b, size, n * b) for i in range(start, min(start + b, size))]
+    return list(iterate(_loader(eval_set, cfg, indices)))
 
 
-def _loader(eval_set: EvalSet, cfg: Config):
+def _loader(eval_set: EvalSet, cfg: Config, indices: list[int] | None = None):
     ds = eval_set.dataset
-    return make_loader(ds, cfg.test.batch_size, min(cfg.data.workers, max(1, len(ds) // 8)))
+    return make_loader(ds, cfg.test.batch_size, min(cfg.data.workers, max(1, len(ds) // 8)),
+                       sampler=indices)
 
 
 def predict(eval_set: EvalSet, heatmap_fn: HeatmapFn, cfg: Config, progress: bool = True,

@@ -163,13 +163,19 @@ class BilevelSearch:
             "rl": self.rl.state_dict(), "arch_gen": self.arch_gen.get_state(),
             "torch_rng": torch.get_rng_state(), "epoch": self.state.epoch,
             "iteration": self.state.iteration, "log": self.state.log, "pool": self.state.pool,
-            "partial": self.state.partial,
+            "partial": self.state.partial, "world_size": self.dist.world_size,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any], source: Path) -> None:
         if ckpt.get("config") != dump_config(self.cfg) or ckpt.get("strategy") != self.strategy:
             raise UserError(f"{source}: --resume: the checkpoint was made with another config or "
                             "strategy (compare its config.yaml)")
+        saved = ckpt.get("world_size")  # absent in checkpoints written before it was recorded
+        if saved is not None and saved != self.dist.world_size:
+            # search.batch_size is per process: the data order of a period depends on the count.
+            raise UserError(f"{source}: --resume: the checkpoint was written by {saved} "
+                            f"process(es), this run has {self.dist.world_size}; resume with "
+                            f"the same number (torchrun --nproc_per_node={saved})")
         self.supernet.load_state_dict(ckpt["supernet"])
         self.w_opt.load_state_dict(ckpt["w_opt"])
         self.a_opt.load_state_dict(ckpt["a_opt"])

@@ -53,8 +53,9 @@ class RewardEvaluator:
         self.cfg = cfg
         self.device = device
         self.world_size = world_size
-        # Each process predicts its share of the batches; the reward scores them together.
-        self.batches: list[dict[str, Any]] = load_batches(eval_set, cfg)[rank::world_size]
+        # Each process decodes and predicts its share of the batches; the reward scores
+        # them together.
+        self.batches: list[dict[str, Any]] = load_batches(eval_set, cfg, (rank, world_size))
 
     def __call__(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
                  ops: SampledOps) -> float:

@@ -22,7 +22,6 @@ null for the ``concat`` ablation. Loading validates everything and raises
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 
 from autopose.config import ModelConfig
 from autopose.errors import UserError
-from autopose.io import write_json
+from autopose.io import read_json, write_json
 from autopose.search_space.cells import aggregation_edges, individual_edges
 from autopose.search_space.ops import check_ops
 
@@ -97,15 +96,7 @@ class Genotype:
     @staticmethod
     def load(path: str | Path) -> "Genotype":
         """Read and validate a genotype file; UserError naming file and field when bad."""
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise UserError(f"{path}: cannot read genotype ({e.strerror})") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: not valid JSON (line {e.lineno})") from None
-        return Genotype.from_dict(data, str(path))
+        return Genotype.from_dict(read_json(path, "genotype"), str(path))
 
     @staticmethod
     def from_dict(data: Any, source: str = "<genotype>") -> "Genotype":
