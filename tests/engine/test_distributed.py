@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from autopose.engine import distributed as d
-from engine_fixtures import (PYTHON, subprocess_env, tiny_genotype, tiny_set,  # noqa: F401
-                             write_tiny_config)
+from conftest import val_overrides
+from engine_fixtures import (PYTHON, one_thread, subprocess_env, tiny_checkpoint,  # noqa: F401
+                             tiny_genotype, tiny_set, write_tiny_config)
 
 # Each rank trains through the real entry point, then saves the weights it ends with (and
 # what it saw of the job), so the test can compare the ranks.
@@ -127,3 +128,27 @@ def test_bucketed_all_reduce_averages_every_tensor_in_place(tmp_path):
         assert not torch.equal(b0, b1)
         assert a0.dtype == b0.dtype and a0.shape == b0.shape
         assert torch.allclose(a0, (b0 + b1) / 2) and torch.equal(a0, a1)
+
+
+def test_two_process_test_command_scores_like_one_process(tiny_checkpoint, mmpose_coco,
+                                                          tmp_path, one_thread):
+    """autopose test under torchrun: each process predicts a share of the detected boxes
+    (uneven shares: batches of 2), rank 0 scores them; metrics and results as one process."""
+    from autopose.cli import main
+
+    ov = val_overrides(mmpose_coco["images"], mmpose_coco["ann"],
+                       **{"data.val.det_file": mmpose_coco["det"], "test.batch_size": 2})
+    args = ["test", "--checkpoint", str(tiny_checkpoint)]
+    assert main(args + ["--out", str(tmp_path / "one")] + ov) == 0
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "autopose"] + args + ["--out", str(tmp_path / "two")] + ov
+    res = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert json.loads((two / "run.json").read_text())["world_size"] == 2
+    assert json.loads((one / "metrics.json").read_text()) == \
+        json.loads((two / "metrics.json").read_text())
+    r1 = json.loads((one / "keypoint_results.json").read_text())
+    r2 = json.loads((two / "keypoint_results.json").read_text())
+    assert len(r1) > 2 and r1 == r2
+    assert res.stdout.count("metrics: ") == 1  # one report, from rank 0

@@ -294,7 +294,8 @@ def load_model(path: str | Path, device: torch.device | None = None
     return model.to(device), ckpt
 
 
-def load_model_for_test(checkpoint: str | Path | None, cfg: Config
+def load_model_for_test(checkpoint: str | Path | None, cfg: Config,
+                        device: torch.device | None = None, quiet: bool = False
                         ) -> tuple[nn.Module, torch.device]:
     """The model for ``autopose test --checkpoint``: built from the checkpoint's own arch.
 
@@ -305,7 +306,7 @@ def load_model_for_test(checkpoint: str | Path | None, cfg: Config
         raise UserError("autopose test: --checkpoint is required")
     from autopose.engine.distributed import default_device
 
-    device = default_device()
+    device = device or default_device()
     model, ckpt = load_model(checkpoint, device)
     k = ckpt["arch"]["num_joints"]
     if cfg.data.format == "mpii" and k != 16:
@@ -314,6 +315,7 @@ def load_model_for_test(checkpoint: str | Path | None, cfg: Config
     if cfg.data.format == "coco" and cfg.data.keypoints.flip_pairs is None and k != 17:
         raise UserError(f"{checkpoint}: arch.num_joints: the model predicts {k} joints; the "
                         "config's COCO layout has 17 (set data.keypoints for a custom layout)")
-    print(f"autopose: {checkpoint}: {describe_arch(ckpt['arch'])}, epoch "
-          f"{ckpt['meta'].get('epoch')}")
+    if not quiet:
+        print(f"autopose: {checkpoint}: {describe_arch(ckpt['arch'])}, epoch "
+              f"{ckpt['meta'].get('epoch')}")
     return model, device

@@ -28,6 +28,7 @@ from autopose.data.mpii import load_mpii
 from autopose.data.sources import resolve_data
 from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import normalize_batch
+from autopose.engine import distributed as ddp
 from autopose.errors import UserError
 from autopose.evaluation.coco_metric import coco_evaluate, coco_results, format_table
 from autopose.evaluation.pckh import load_pckh_gt, pckh
@@ -58,6 +59,25 @@ class Predictions:
     box_scores: np.ndarray  # (N,)
     image_ids: np.ndarray  # (N,)
     indices: np.ndarray  # (N,) the person's index in the dataset
+
+    @staticmethod
+    def empty(num_joints: int) -> "Predictions":
+        """No persons (a process whose share of a small split is empty)."""
+        return Predictions(np.zeros((0, num_joints, 2)), np.zeros((0, num_joints), np.float32),
+                           np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32),
+                           np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+def gather_predictions(preds: Predictions) -> Predictions:
+    """Every process's predictions on every process, in dataset order (the order one process
+    would have produced), for scoring a split that the processes predicted in shares."""
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, dataclasses.asdict(preds))
+    merged = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    order = np.argsort(merged["indices"], kind="stable")
+    return Predictions(**{k: v[order] for k, v in merged.items()})
 
 
 def build_eval_set(cfg: Config, oracle: bool = False, quiet: bool = False) -> EvalSet:
@@ -120,29 +140,29 @@ def load_batches(eval_set: EvalSet, cfg: Config,
     ``part=(k, n)``: only batches ``k, k + n, k + 2n, ...`` of the whole split's batches
     (process ``k``'s share of ``n``), without decoding the others.
     """
-    k, n = part
-    if n == 1:
-        return list(iterate(_loader(eval_set, cfg)))
-    size, b = len(eval_set.dataset), cfg.test.batch_size
-    indices = [i for start in range(k * b, size, n * b) for i in range(start, min(start + b, size))]
-    return list(iterate(_loader(eval_set, cfg, indices)))
+    return list(iterate(_loader(eval_set, cfg, part)))
 
 
-def _loader(eval_set: EvalSet, cfg: Config, indices: list[int] | None = None):
+def _loader(eval_set: EvalSet, cfg: Config, part: tuple[int, int] = (0, 1)):
     ds = eval_set.dataset
-    return make_loader(ds, cfg.test.batch_size, min(cfg.data.workers, max(1, len(ds) // 8)),
-                       sampler=indices)
+    size, b = len(ds), cfg.test.batch_size
+    k, n = part
+    indices = None if n == 1 else [
+        i for start in range(k * b, size, n * b) for i in range(start, min(start + b, size))]
+    return make_loader(ds, b, min(cfg.data.workers, max(1, size // 8)), sampler=indices)
 
 
 def predict(eval_set: EvalSet, heatmap_fn: HeatmapFn, cfg: Config, progress: bool = True,
-            batches: list[dict[str, Any]] | None = None, flip: bool | None = None) -> Predictions:
-    """Run ``heatmap_fn`` over the split (or over pre-loaded ``batches`` of it) and decode
-    every person's pose to image pixels. ``flip`` defaults to ``cfg.test.flip``."""
+            batches: list[dict[str, Any]] | None = None, flip: bool | None = None,
+            part: tuple[int, int] = (0, 1)) -> Predictions:
+    """Run ``heatmap_fn`` over the split (or over pre-loaded ``batches`` of it, or over
+    process ``k``'s share ``part=(k, n)`` of its batches) and decode every person's pose to
+    image pixels. ``flip`` defaults to ``cfg.test.flip``."""
     codec = eval_set.dataset.codec
     flip_index = eval_set.info.flip_index
     flip = cfg.test.flip if flip is None else flip
     if batches is None:
-        loader = _loader(eval_set, cfg)
+        loader = _loader(eval_set, cfg, part)
         source, total = iterate(loader), len(loader)
     else:
         source, total = iter(batches), len(batches)
@@ -163,6 +183,8 @@ def predict(eval_set: EvalSet, heatmap_fn: HeatmapFn, cfg: Config, progress: boo
         parts["box_scores"].append(batch["box_score"].numpy())
         parts["image_ids"].append(batch["image_id"].numpy())
         parts["indices"].append(batch["index"].numpy())
+    if not parts["coords"]:
+        return Predictions.empty(eval_set.info.num_joints)
     return Predictions(**{k: np.concatenate(v) for k, v in parts.items()})
 
 
@@ -186,11 +208,22 @@ def score(eval_set: EvalSet, preds: Predictions, cfg: Config,
 
 
 def evaluate(cfg: Config, heatmap_fn: HeatmapFn, eval_set: EvalSet | None = None,
-             results_path: Path | None = None, progress: bool = True) -> dict[str, float]:
-    """Predict and score the val split of ``cfg`` with ``heatmap_fn``."""
+             results_path: Path | None = None, progress: bool = True,
+             part: tuple[int, int] = (0, 1)) -> dict[str, float]:
+    """Predict and score the val split of ``cfg`` with ``heatmap_fn``.
+
+    With ``part=(rank, world_size)`` in a process group, every process predicts its share
+    of the batches, rank 0 scores them all (and writes ``results_path``), and every process
+    returns rank 0's metrics.
+    """
     eval_set = eval_set or build_eval_set(cfg)
-    preds = predict(eval_set, heatmap_fn, cfg, progress)
-    return score(eval_set, preds, cfg, results_path)
+    rank, world = part
+    preds = predict(eval_set, heatmap_fn, cfg, progress and rank == 0, part=part)
+    if world == 1:
+        return score(eval_set, preds, cfg, results_path)
+    preds = gather_predictions(preds)
+    metrics = score(eval_set, preds, cfg, results_path) if rank == 0 else None
+    return ddp.broadcast_object(metrics)
 
 
 def default_run_dir(kind: str) -> Path:
@@ -199,23 +232,42 @@ def default_run_dir(kind: str) -> Path:
 
 def run_test_command(cfg: Config, out_dir: Path | None, checkpoint: Path | None,
                      oracle: bool) -> dict[str, float]:
-    """``autopose test``: predict, score, print the table, write the run folder."""
+    """``autopose test``: predict, score, print the table, write the run folder.
+
+    Under ``torchrun`` every process predicts a share of the boxes on its own device and
+    rank 0 scores them all and writes the run folder (the same files and metrics as one
+    process).
+    """
+    info = ddp.init_distributed()
+    try:
+        return _test(cfg, out_dir, checkpoint, oracle, info)
+    finally:
+        ddp.cleanup()
+
+
+def _test(cfg: Config, out_dir: Path | None, checkpoint: Path | None, oracle: bool,
+          info: ddp.DistInfo) -> dict[str, float]:
     cfg = resolve_data(cfg)
     out = Path(out_dir) if out_dir else default_run_dir("test")
-    eval_set = build_eval_set(cfg, oracle=oracle)
+    out = Path(ddp.broadcast_object(str(out)))  # one folder, named by rank 0's clock
+    eval_set = build_eval_set(cfg, oracle=oracle, quiet=not info.is_main)
     if oracle:
         fn = oracle_heatmaps(eval_set.dataset.codec, eval_set.info.flip_index)
     else:
         from autopose.engine.checkpoint import load_model_for_test
 
-        model, device = load_model_for_test(checkpoint, cfg)
+        model, device = load_model_for_test(checkpoint, cfg, info.device, quiet=not info.is_main)
         fn = network_heatmaps(model, device)
     t0 = time.time()
-    metrics = evaluate(cfg, fn, eval_set, results_path=out / "keypoint_results.json")
+    metrics = evaluate(cfg, fn, eval_set, results_path=out / "keypoint_results.json",
+                       part=(info.rank, info.world_size))
+    if not info.is_main:
+        return metrics
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", dump_config(cfg))
     record = run_record(cfg.seed) | {"mode": "oracle" if oracle else f"checkpoint {checkpoint}",
-                                     "seconds": round(time.time() - t0, 2)}
+                                     "seconds": round(time.time() - t0, 2),
+                                     "world_size": info.world_size}
     write_json(out / "run.json", record)
     write_json(out / "metrics.json", metrics)
     print(format_table(metrics, percent=eval_set.format == "mpii"))

@@ -25,7 +25,8 @@ count; see docs/training.md).
 
 Distributed: under ``torchrun`` every process trains on its shard of each batch
 (``train.batch_size`` is the total), gradients are averaged by DDP, SyncBatchNorm is used on
-GPUs, and rank 0 alone validates and writes files.
+GPUs, every process predicts a share of the val split, and rank 0 scores it and writes
+files.
 """
 
 from __future__ import annotations
@@ -262,11 +263,10 @@ class Trainer:
         if self.iters_per_epoch < 1:
             raise UserError(f"config: train.batch_size: {cfg.train.batch_size} is larger than "
                             f"the {len(records)} training instances")
-        self.eval_set = None
-        if dist.is_main:
-            from autopose.engine.tester import build_eval_set
+        from autopose.engine.tester import build_eval_set
 
-            self.eval_set = build_eval_set(cfg)
+        # Every process predicts a share of the val split (rank 0 scores it).
+        self.eval_set = build_eval_set(cfg, quiet=not dist.is_main)
 
         # Same seed on every rank, so every rank starts from the same weights (DDP also
         # broadcasts rank 0's at construction).
@@ -393,17 +393,18 @@ class Trainer:
     # -------------------------------------------------------------- validation
 
     def validate(self) -> dict[str, float]:
-        """Score the val split with the current weights (rank 0; other ranks get the result)."""
-        metrics: dict[str, float] | None = None
-        if self.dist.is_main:
-            from autopose.engine.tester import evaluate, network_heatmaps
+        """Score the val split with the current weights: every process predicts its share
+        of the boxes, rank 0 scores them all, every process gets the metrics."""
+        from autopose.engine.tester import evaluate, network_heatmaps
 
-            self.net.eval()
-            metrics = evaluate(self.cfg, network_heatmaps(self.net, self.device), self.eval_set,
-                               results_path=self.out / "val_results.json",
-                               progress=self.progress)
-            self.net.train()
-        return dist_mod.broadcast_object(metrics)
+        # The unwrapped network: a DDP forward would broadcast buffers, a collective that
+        # processes with different numbers of val batches would not match.
+        self.net.eval()
+        metrics = evaluate(self.cfg, network_heatmaps(self.net, self.device), self.eval_set,
+                           results_path=self.out / "val_results.json", progress=self.progress,
+                           part=(self.dist.rank, self.dist.world_size))
+        self.net.train()
+        return metrics
 
     # -------------------------------------------------------------- run
 

@@ -19,7 +19,8 @@ from torch import nn
 
 from autopose.config import Config
 from autopose.data.transforms import normalize_batch
-from autopose.engine.tester import EvalSet, Predictions, load_batches, predict, score
+from autopose.engine.tester import (EvalSet, Predictions, gather_predictions, load_batches,
+                                   predict, score)
 from autopose.errors import UserError
 from autopose.evaluation.oks import oks
 from autopose.search_space.supernet import SampledOps, Supernet
@@ -84,7 +85,7 @@ class RewardEvaluator:
                                 batches=self.batches, flip=self.cfg.search.reward_flip)
         finally:
             supernet.train(was_training)
-        return _gather(preds) if self.world_size > 1 else preds
+        return gather_predictions(preds) if self.world_size > 1 else preds
 
     def mean_oks(self, preds: Predictions) -> float:
         """Mean over ground-truth persons of the OKS of the pose predicted in their box."""
@@ -105,14 +106,3 @@ class RewardEvaluator:
             values.append(float(oks(gt, float(ann["area"]), xy[None], sigmas,
                                     np.asarray(ann["bbox"], np.float64))[0]))
         return float(np.mean(values)) if values else 0.0
-
-
-def _gather(preds: Predictions) -> Predictions:
-    """Every rank's predictions, concatenated in rank order, on every rank."""
-    import dataclasses
-
-    import torch.distributed as dist
-
-    parts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, dataclasses.asdict(preds))
-    return Predictions(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
