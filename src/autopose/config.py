@@ -205,6 +205,10 @@ class SearchConfig:
     # Ablations (paper tables 4 and 5).
     branches: str = "search"  # search | all (no controller: every branch on)
     single_branch: bool = False  # at most one active branch per stage
+    # Scale vectors of the weight and alpha steps once the controller learns: "policy" (ENAS
+    # and the paper: sampled from the controller) or "uniform" (every sub-network trained
+    # equally, as in FairNAS-style one-shot search; the controller learns from rewards only).
+    weight_sampling: str = "policy"
     input_size: list[int] | None = None  # [H, W] during search; None: data.input_size
     checkpoint_every: int = 50  # iterations, besides every epoch
     controller: ControllerConfig = field(default_factory=ControllerConfig)

@@ -87,6 +87,31 @@ def test_strategies_and_ablations(tiny_set, tmp_path, strategy, extra, check):
         assert (tmp_path / "run" / name).is_file()
 
 
+@pytest.mark.parametrize("sampling", ["policy", "uniform"])
+def test_weight_sampling_policy_or_uniform(tiny_set, tmp_path, sampling, monkeypatch):
+    """Once the controller learns (epoch >= start_epoch), the weight steps' scale vectors come
+    from it ("policy", ENAS) or stay uniform ("uniform"); before it, uniform either way."""
+    from autopose.config import load_config
+    from autopose.search.bilevel import BilevelSearch
+
+    cfg = load_config(None, tiny(tiny_set, **{"search.weight_sampling": sampling}))
+    search = BilevelSearch(cfg, tmp_path / "run", progress=False)
+    asked = []
+    real = search.controller.sample
+    monkeypatch.setattr(search.controller, "sample", lambda gen: asked.append(1) or real(gen))
+    search.sample_scale_vectors(0)  # start_epoch is 1 in the tiny config
+    assert asked == []
+    v = search.sample_scale_vectors(1)
+    assert v.shape == (3, 4) and ((v == 0) | (v == 1)).all()
+    assert asked == ([1] if sampling == "policy" else [])
+
+
+def test_unknown_weight_sampling_is_named(tiny_set, tmp_path, capsys):
+    assert main(["search", "--out", str(tmp_path / "r")]
+                + tiny(tiny_set, **{"search.weight_sampling": "fair"})) == 2
+    assert "search.weight_sampling: expected policy or uniform, got 'fair'" in _error_line(capsys)
+
+
 def _cli(out: Path, overrides: list[str], resume: bool = False) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "autopose", "search", "--out", str(out)]

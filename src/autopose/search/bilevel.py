@@ -84,6 +84,9 @@ class BilevelSearch:
         s = cfg.search
         if s.branches not in ("search", "all"):
             raise UserError(f"config: search.branches: expected search or all, got {s.branches!r}")
+        if s.weight_sampling not in ("policy", "uniform"):
+            raise UserError("config: search.weight_sampling: expected policy or uniform, got "
+                            f"{s.weight_sampling!r}")
         if s.reward not in ("ap", "oks"):
             raise UserError(f"config: search.reward: expected ap or oks, got {s.reward!r}")
         if s.reward_split not in ("train", "val"):
@@ -217,7 +220,7 @@ class BilevelSearch:
         m, s = self.cfg.model, self.cfg.search
         if s.branches == "all":
             return archs.all_branches(m.num_stages, len(m.branch_channels))
-        if self._controller_active(epoch):
+        if self._controller_active(epoch) and s.weight_sampling == "policy":
             with torch.no_grad():
                 return self.controller.sample(self.arch_gen).scale_vectors
         return archs.uniform_scale_vectors(m.num_stages, len(m.branch_channels),
