@@ -54,6 +54,7 @@ from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import normalize_batch
 from autopose.engine import checkpoint as ckpt_mod
 from autopose.engine import distributed as dist_mod
+from autopose.engine import optim
 from autopose.engine.distributed import DistInfo
 from autopose.engine.loss import joints_mse_loss
 from autopose.errors import UserError
@@ -208,14 +209,9 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
 
 def _optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
     t = cfg.train
-    params = list(params)
-    # One fused kernel per step instead of several per parameter tensor: a derived network
-    # has hundreds of small tensors, and the per-tensor Adam was 10 % of a CPU training step.
-    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
-                               fused=fused)
-    return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused)
+        return optim.sgd(params, t.lr, t.momentum, t.weight_decay)
+    return optim.adam(params, t.lr, weight_decay=t.weight_decay)
 
 
 def _autocast(cfg: Config, device: torch.device) -> Any:

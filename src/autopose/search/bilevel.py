@@ -30,6 +30,7 @@ from autopose.data.sources import resolve_data
 from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import normalize_batch
 from autopose.engine import distributed as ddp
+from autopose.engine import optim
 from autopose.engine.loss import joints_mse_loss
 from autopose.engine.tester import EvalSet, build_eval_set
 from autopose.errors import UserError
@@ -146,10 +147,11 @@ class BilevelSearch:
         self.reward = RewardEvaluator(reward_set, reward_cfg, self.device, rank, world)
 
         self.supernet = Supernet(cfg.model, train.info.num_joints).to(self.device)
-        self.w_opt = torch.optim.Adam(self.supernet.weight_parameters(), lr=s.weight_lr)
-        self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=s.alpha_lr,
-                                      betas=tuple(s.alpha_betas),
-                                      weight_decay=s.alpha_weight_decay)
+        if s.channels_last:
+            self.supernet.to(memory_format=torch.channels_last)
+        self.w_opt = optim.adam(self.supernet.weight_parameters(), s.weight_lr)
+        self.a_opt = optim.adam(self.supernet.arch_parameters(), s.alpha_lr,
+                                tuple(s.alpha_betas), s.alpha_weight_decay)
         self.controller = Controller(cfg.model.num_stages, len(cfg.model.branch_channels),
                                      s.controller, single_branch=s.single_branch)
         self.rl = Reinforce(self.controller, s.controller)
@@ -264,6 +266,8 @@ class BilevelSearch:
     def _step(self, batch: dict[str, Any], sv: list[list[int]], tau: float,
               optimizer: torch.optim.Optimizer) -> float:
         images = normalize_batch(batch["image"].to(self.device))
+        if self.cfg.search.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         pred = self.supernet(images, sv, tau)
         loss = joints_mse_loss(pred, batch["target"].to(self.device),
                                batch["target_weight"].to(self.device))

@@ -77,6 +77,8 @@ class RewardEvaluator:
             images = normalize_batch(batch["image"].to(self.device))
             if flipped:
                 images = images.flip(3)
+            if self.cfg.search.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             return supernet(images, scale_vectors, ops=ops).float().cpu().numpy()
 
         try:
