@@ -113,10 +113,9 @@ class HeatmapCodec:
         Standard codec: argmax plus a quarter-pixel step toward the higher neighbour. DARK:
         argmax refined by :meth:`dark_refine`. The scores are the heatmap maxima either way.
         """
-        if self.unbiased:
-            coords, maxvals = self.argmax(heatmaps)
-            return self.dark_refine(heatmaps, coords), maxvals
         coords, maxvals = self.argmax(heatmaps)
+        if self.unbiased:
+            return self.dark_refine(heatmaps, coords), maxvals
         n, k, h, w = heatmaps.shape
         px = coords[..., 0].astype(np.int64)
         py = coords[..., 1].astype(np.int64)

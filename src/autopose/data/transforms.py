@@ -179,8 +179,10 @@ def to_chw_rgb(crop_bgr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(crop_bgr[:, :, ::-1].transpose(2, 0, 1))
 
 
-def normalize_batch(images: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB ``(N, 3, H, W)`` -> float32, scaled to [0, 1], ImageNet mean and std."""
+def normalize_batch(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """uint8 RGB ``(N, 3, H, W)`` -> float32, scaled to [0, 1], ImageNet mean and std; in the
+    channels-last memory format when the network's weights are (same values either way)."""
     mean = torch.as_tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
     std = torch.as_tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() * (1.0 / 255.0) - mean) / std
+    out = (images.float() * (1.0 / 255.0) - mean) / std
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out

@@ -108,9 +108,7 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     """The mean of a tensor over all ranks (a copy; the input is left as it is)."""
     out = value.detach().clone()
-    if is_initialized():
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        out /= dist.get_world_size()
+    all_reduce_mean_([out])
     return out
 
 

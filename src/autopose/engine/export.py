@@ -84,10 +84,10 @@ def check_onnx(data: bytes, model: torch.nn.Module, input_hw: tuple[int, int],
     return float(np.max(np.abs(got - want)))
 
 
-def _codec_note(data: dict) -> str:
-    codec = data.get("codec", "standard")
-    note = f"{codec}, sigma {data.get('sigma', 2.0)}"
-    return note + (f", blur kernel {data.get('blur_kernel', 11)}" if codec == "dark" else "")
+def _codec_note(data: Any) -> str:
+    """``data`` (a DataConfig): the codec the heatmaps decode with."""
+    note = f"{data.codec}, sigma {data.sigma}"
+    return note + (f", blur kernel {data.blur_kernel}" if data.codec == "dark" else "")
 
 
 def _add_metadata(data: bytes, meta: dict[str, str]) -> bytes:
@@ -104,7 +104,7 @@ def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
     """``autopose export``; returns ``{"out", "max_abs_diff", "input"}``."""
     import json
 
-    from autopose.engine.checkpoint import describe_arch, load_model
+    from autopose.engine.checkpoint import checkpoint_config, describe_arch, load_model
 
     if fmt != "onnx":
         raise UserError(f"--format: only onnx is supported, got {fmt!r}")
@@ -125,7 +125,7 @@ def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
         "autopose.keypoints": json.dumps(ckpt["keypoints"]["names"]),
         "autopose.flip_pairs": json.dumps(ckpt["keypoints"]["flip_pairs"]),
         # how the heatmaps decode: standard (HRNet) or dark (autopose.data.codec)
-        "autopose.codec": _codec_note(ckpt["config"]["data"]),
+        "autopose.codec": _codec_note(checkpoint_config(ckpt, checkpoint).data),
     })
     out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
     atomic_write(out, lambda tmp: tmp.write_bytes(data))

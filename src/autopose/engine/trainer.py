@@ -510,9 +510,8 @@ class Trainer:
     def _step(self, batch: dict[str, Any], epoch: int, it: int) -> float:
         """One optimisation step on a batch; returns the loss averaged over all ranks."""
         cfg = self.cfg
-        images = normalize_batch(batch["image"].to(self.device, non_blocking=True))
-        if cfg.train.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = normalize_batch(batch["image"].to(self.device, non_blocking=True),
+                                 cfg.train.channels_last)
         target = batch["target"].to(self.device, non_blocking=True)
         weight = batch["target_weight"].to(self.device, non_blocking=True)
         with _autocast(cfg, self.device):

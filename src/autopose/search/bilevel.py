@@ -265,9 +265,7 @@ class BilevelSearch:
 
     def _step(self, batch: dict[str, Any], sv: list[list[int]], tau: float,
               optimizer: torch.optim.Optimizer) -> float:
-        images = normalize_batch(batch["image"].to(self.device))
-        if self.cfg.search.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = normalize_batch(batch["image"].to(self.device), self.cfg.search.channels_last)
         pred = self.supernet(images, sv, tau)
         loss = joints_mse_loss(pred, batch["target"].to(self.device),
                                batch["target_weight"].to(self.device))

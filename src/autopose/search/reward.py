@@ -74,11 +74,10 @@ class RewardEvaluator:
         supernet.eval()
 
         def heatmaps(batch: dict[str, Any], flipped: bool) -> np.ndarray:
-            images = normalize_batch(batch["image"].to(self.device))
+            images = normalize_batch(batch["image"].to(self.device),
+                                     self.cfg.search.channels_last)
             if flipped:
                 images = images.flip(3)
-            if self.cfg.search.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
             return supernet(images, scale_vectors, ops=ops).float().cpu().numpy()
 
         try:

@@ -69,8 +69,8 @@ class EdgeChoices:
         one-hot rows plus ``softmax(alpha) - stop_gradient(softmax(alpha))``, as a hard Gumbel
         sample does (for benchmarks that time a search step on fixed ops)."""
         soft = F.softmax(alpha, dim=-1)
-        hard = F.one_hot(torch.as_tensor(list(indices), device=alpha.device), alpha.shape[-1])
-        return EdgeChoices(hard.to(soft.dtype) - soft.detach() + soft, [int(i) for i in indices])
+        hard = EdgeChoices.fixed(indices, alpha.shape[-1], alpha.device, soft.dtype)
+        return EdgeChoices(hard.weights - soft.detach() + soft, hard.indices)
 
     @staticmethod
     def sample(alpha: torch.Tensor, tau: float) -> "EdgeChoices":
