@@ -37,6 +37,7 @@ def tiny(tiny_set: Path, **extra: object) -> list[str]:
         "search.input_size": "[64,48]", "search.epochs": 2, "search.iters_per_epoch": 2,
         "search.batch_size": 4, "search.reward_fraction": 0.2, "search.derive_samples": 2,
         "search.controller.start_epoch": 1, "search.controller.updates_per_epoch": 2,
+        "search.controller.archs_per_update": 2,
         "search.checkpoint_every": 0, "test.batch_size": 8,
     }
     ov.update(extra)
@@ -60,6 +61,11 @@ def test_search_writes_every_artifact(tiny_set, tmp_path):
     assert [e["epoch"] for e in log] == [0, 1]
     assert log[0]["controller_updates"] == 0 and log[1]["controller_updates"] == 2
     assert len(log[1]["rewards"]) == 4 and log[1]["baseline"] is not None
+    # The warm-up ended at the latest allowed period (half of 2) and says so.
+    assert [e["controller_start"] for e in log] == [None, 1]
+    assert all(e["loss_ratio"] > 0 and e["zero_heatmap_loss"] > 0 for e in log)
+    assert log[0]["argmax_agreement"] is None and 0 <= log[1]["argmax_agreement"] <= 1
+    assert log[0]["most_likely_reward"] is None and log[1]["most_likely_reward"] is not None
     assert all(len(e["sampled_architectures"]) == 2 for e in log)
     assert log[1]["tau"] < log[0]["tau"]
     assert len(g.scale_vectors) == 3 and g.aggregation is not None
@@ -90,8 +96,9 @@ def test_strategies_and_ablations(tiny_set, tmp_path, strategy, extra, check):
 
 @pytest.mark.parametrize("sampling", ["policy", "uniform"])
 def test_weight_sampling_policy_or_uniform(tiny_set, tmp_path, sampling, monkeypatch):
-    """Once the controller learns (epoch >= start_epoch), the weight steps' scale vectors come
-    from it ("policy", ENAS) or stay uniform ("uniform"); before it, uniform either way."""
+    """Once the controller learns (from the period that ended the warm-up on), the weight
+    steps' scale vectors come from it ("policy", ENAS) or stay uniform ("uniform"); before it,
+    uniform either way."""
     from autopose.config import load_config
     from autopose.search.bilevel import BilevelSearch
 
@@ -100,7 +107,10 @@ def test_weight_sampling_policy_or_uniform(tiny_set, tmp_path, sampling, monkeyp
     asked = []
     real = search.controller.sample
     monkeypatch.setattr(search.controller, "sample", lambda gen: asked.append(1) or real(gen))
-    search.sample_scale_vectors(0)  # start_epoch is 1 in the tiny config
+    search.sample_scale_vectors(1)  # still warming up: uniform either way
+    assert asked == []
+    search.state.controller_start = 1  # the warm-up ended at the end of period 1
+    search.sample_scale_vectors(0)
     assert asked == []
     v = search.sample_scale_vectors(1)
     assert v.shape == (3, 4) and ((v == 0) | (v == 1)).all()
@@ -120,8 +130,8 @@ def test_channels_last_search_computes_the_same_step(tiny_set, tmp_path):
         search = BilevelSearch(cfg, tmp_path / f"cl{cl}", progress=False)
         reward = search.evaluate(search.most_likely())
         w, _ = search._loaders(0, 0)
-        loss = search._step(next(w), search.sample_scale_vectors(0).int().tolist(), 5.0,
-                            search.w_opt)
+        loss, _ = search._step(next(w), search.sample_scale_vectors(0).int().tolist(), 5.0,
+                               search.w_opt)
         grads = {n: p.grad.clone() for n, p in search.supernet.named_parameters()
                  if p.grad is not None}
         conv = next(m for m in search.supernet.modules() if isinstance(m, torch.nn.Conv2d))
@@ -131,13 +141,16 @@ def test_channels_last_search_computes_the_same_step(tiny_set, tmp_path):
     assert l1 == pytest.approx(l0, rel=1e-4) and r1 == pytest.approx(r0, abs=1e-4)
     assert g0.keys() == g1.keys() and len(g0) > 20
     # As one vector: some gradients are zero in exact arithmetic (a BatchNorm bias followed
-    # by BatchNorm) and pure rounding here, so per-tensor relative errors mean nothing. The
-    # two layouts differ by 0.4 % (measured): stacked BatchNorms over 4 images and 4-8
-    # channels amplify float32 rounding, and either layout's gradients are about 3 % from a
-    # float64 run of the same step. A layout bug would be of order 100 %.
+    # by BatchNorm) and pure rounding here, so per-tensor relative errors mean nothing.
+    # Stacked BatchNorms over 4 images and 4-8 channels amplify float32 rounding (either
+    # layout's gradients were about 3 % from a float64 run of the same step with PyTorch's
+    # default head init). A layout bug would be of order 100 %.
     v0 = torch.cat([g0[n].flatten() for n in g0])
     v1 = torch.cat([g1[n].flatten() for n in g0])
-    assert float((v1 - v0).norm() / v0.norm()) < 0.02
+    # With HRNet's head init (std 1e-3) the gradient reaching the body is 1e-3 as large, and
+    # BatchNorm's backward (a difference of near-equal terms over 4 images) leaves a larger
+    # relative rounding error in it: 7.5 % measured, 0.4 % with PyTorch's default head init.
+    assert float((v1 - v0).norm() / v0.norm()) < 0.15
 
 
 def test_unknown_weight_sampling_is_named(tiny_set, tmp_path, capsys):
@@ -231,3 +244,39 @@ def test_two_process_gloo_search_agrees(tiny_set, tmp_path):
     assert "all 2 processes derived the same genotype" in proc.stdout
     Genotype.load(out / "genotype.json")
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
+
+
+def test_warm_up_ends_on_the_loss_criterion_or_at_the_latest(tiny_set, tmp_path):
+    from autopose.config import load_config
+    from autopose.search.bilevel import BilevelSearch
+
+    cfg = load_config(None, tiny(tiny_set, **{"search.epochs": 10,
+                                              "search.controller.start_epoch": 2}))
+    search = BilevelSearch(cfg, tmp_path / "run", progress=False)
+    assert not search.warm_up_over(1, 0.5)  # before controller.start_epoch
+    assert not search.warm_up_over(2, 0.95)  # not yet better than 0.9 x an all-zero heatmap
+    assert search.warm_up_over(2, 0.85)
+    assert not search.warm_up_over(3, 1.2)
+    assert search.warm_up_over(4, 1.2)  # at the latest after half of the 10 periods
+
+
+def test_random_search_rescores_its_pool_on_the_final_weights(tiny_set, tmp_path):
+    """Random search's pool was scored on supernets of different ages: derive() scores every
+    pool candidate again before it picks."""
+    from autopose.config import load_config
+    from autopose.search.bilevel import BilevelSearch, _cand_to_dict
+
+    cfg = load_config(None, tiny(tiny_set, **{"search.derive_samples": 0}))
+    search = BilevelSearch(cfg, tmp_path / "run", strategy="random", progress=False)
+    stale = []
+    for i in range(3):
+        cand = search._random_candidate()
+        cand.reward = 100.0 + i  # a stale reward no real one can reach
+        stale.append(cand)
+        search.state.pool.append(_cand_to_dict(cand))
+    scored = []
+    real = search.reward
+    search.reward = lambda net: scored.append(1) or real(net)
+    genotype, table = search.derive()
+    assert len(scored) >= len({str(c.scale_vectors.tolist()) for c in stale})
+    assert all(row["reward"] < 100 for row in table)

@@ -71,8 +71,14 @@ def copy_supernet_weights(derived: nn.Module, supernet: Supernet) -> None:
     """
     src = dict(supernet.named_parameters())
     src.update(dict(supernet.named_buffers()))
+    no_affine = _no_affine_bn_names(supernet)
     col_index = _column_indices(derived, supernet)
     for name, t in list(derived.named_parameters()) + list(derived.named_buffers()):
+        if name not in src and name in no_affine:
+            # The supernet's candidate-op BN has no scale and shift: it is an affine BN with
+            # scale 1 and shift 0.
+            t.fill_(1.0 if name.endswith(".weight") else 0.0)
+            continue
         if name not in src:
             raise KeyError(f"supernet has no tensor named {name!r}")
         s = src[name]
@@ -81,6 +87,13 @@ def copy_supernet_weights(derived: nn.Module, supernet: Supernet) -> None:
                 raise ValueError(f"{name}: shape {tuple(t.shape)} vs supernet {tuple(s.shape)}")
             s = s.index_select(1, torch.as_tensor(col_index[name], device=s.device))
         t.copy_(s)
+
+
+def _no_affine_bn_names(supernet: Supernet) -> set[str]:
+    """The weight and bias names an affine BatchNorm would have where the supernet's has none."""
+    return {f"{name}.{leaf}" for name, m in supernet.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.affine
+            for leaf in ("weight", "bias")}
 
 
 def _column_indices(derived: nn.Module, supernet: Supernet) -> dict[str, list[int]]:

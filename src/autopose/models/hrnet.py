@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autopose.models.derived import scale_channels
-from autopose.search_space.ops import ConvBN
+from autopose.search_space.ops import ConvBN, heatmap_conv
 
 
 class BasicBlock(nn.Module):
@@ -143,7 +143,7 @@ class HRNetPose(nn.Module):
                          1 if last_stage and m == n_modules - 1 else len(channels))
                 for m in range(n_modules)]))
             prev = channels
-        self.final = nn.Conv2d(prev[0], num_joints, 1)
+        self.final = heatmap_conv(prev[0], num_joints)
 
     @staticmethod
     def _transition(prev: list[int], channels: list[int]) -> nn.ModuleList:

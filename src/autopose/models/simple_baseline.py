@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autopose.errors import UserError
+from autopose.search_space.ops import heatmap_conv
 
 
 class ResBottleneck(nn.Module):
@@ -83,7 +84,7 @@ class SimpleBaseline(nn.Module):
                        nn.BatchNorm2d(deconv_channels), nn.ReLU(inplace=True)]
             c_in = deconv_channels
         self.deconv = nn.Sequential(*layers)
-        self.final = nn.Conv2d(c_in, num_joints, 1)
+        self.final = heatmap_conv(c_in, num_joints)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final(self.deconv(self.backbone(x)))

@@ -1,13 +1,19 @@
 """The bi-level search (paper section 3.2): cells by gradient, branches by reinforcement.
 
-Every iteration samples the network-level architecture (scale vectors) from the current
-policy (uniformly before the controller starts learning), then takes one weight step on the
-weight half of the training set and one alpha step on the arch half, both through the
-Gumbel-softmax (hard, straight-through) relaxation of the cells at an annealed
-temperature. From ``search.controller.start_epoch`` on, the end of each epoch updates the
-controller M times by REINFORCE, rewarded by the OKS AP of its samples with the shared
-weights on a held-out slice. ``--strategy random`` keeps the budget and the evaluation and
-replaces both learners by uniform sampling.
+Every iteration samples the network-level architecture (scale vectors), then takes one weight
+step on the weight half of the training set with a hard Gumbel-softmax sample of the cell ops
+(one op per edge: a step costs about what the sampled sub-network costs), and every
+``search.alpha_every`` iterations one alpha step on the arch half through the continuous
+relaxation (paper eq. 4: every op runs, weighted by a soft Gumbel-softmax sample), at an
+annealed temperature.
+
+The supernet first trains on uniformly sampled scale vectors (the warm-up). Once it has learnt,
+measured as its weight loss over a period falling below ``search.warmup_loss_ratio`` times
+the loss of an all-zero heatmap on the same batches, the end of each period updates the
+controller M times by REINFORCE, each update on N architectures rewarded by the OKS AP (or
+mean OKS) of the network derivation would build for them, with the shared weights, on a
+held-out slice. ``--strategy random`` keeps the budget and the evaluation and replaces both
+learners by uniform sampling; it re-scores its whole pool on the final weights before it picks.
 """
 
 from __future__ import annotations
@@ -34,13 +40,14 @@ from autopose.engine import optim
 from autopose.engine.loss import joints_mse_loss
 from autopose.engine.tester import EvalSet, build_eval_set
 from autopose.errors import UserError
+from autopose.models.derived import DerivedNetwork, copy_supernet_weights
 from autopose.search import architectures as archs
 from autopose.search.checkpoint import load_search_checkpoint, save_search_checkpoint
 from autopose.search.controller import Controller, Reinforce, policy_entropy
 from autopose.search.reward import RewardEvaluator
 from autopose.search.splits import split_records, write_subset_annotations
 from autopose.search_space.genotype import Genotype, derive_genotype
-from autopose.search_space.supernet import SampledOps, Supernet
+from autopose.search_space.supernet import Supernet
 
 STRATEGIES = ("autopose", "random")
 
@@ -65,6 +72,9 @@ class SearchState:
     pool: list[dict[str, Any]] = field(default_factory=list)  # random search: evaluated candidates
     # The current epoch's losses and architectures so far, for a mid-epoch checkpoint.
     partial: dict[str, list] = field(default_factory=dict)
+    # The period whose end saw the controller's first update (the warm-up's end); None
+    # while the supernet is still warming up.
+    controller_start: int | None = None
 
 
 def alpha_entropy(alpha: torch.Tensor | None) -> float | None:
@@ -92,6 +102,16 @@ class BilevelSearch:
             raise UserError(f"config: search.reward: expected ap or oks, got {s.reward!r}")
         if s.reward_split not in ("train", "val"):
             raise UserError(f"config: search.reward_split: expected train or val, got {s.reward_split!r}")
+        if s.threads < 0:
+            raise UserError(f"config: search.threads: must be >= 0 (0: torch's default), "
+                            f"got {s.threads}")
+        if s.alpha_lr_schedule not in ("constant", "cosine"):
+            raise UserError("config: search.alpha_lr_schedule: expected constant or cosine, got "
+                            f"{s.alpha_lr_schedule!r}")
+        if s.alpha_every < 1:
+            raise UserError(f"config: search.alpha_every: must be >= 1, got {s.alpha_every}")
+        if s.threads > 0:
+            torch.set_num_threads(s.threads)
         self.cfg = resolve_data(cfg)
         self.out = Path(out)
         self.strategy = strategy
@@ -169,6 +189,7 @@ class BilevelSearch:
             "torch_rng": torch.get_rng_state(), "epoch": self.state.epoch,
             "iteration": self.state.iteration, "log": self.state.log, "pool": self.state.pool,
             "partial": self.state.partial, "world_size": self.dist.world_size,
+            "controller_start": self.state.controller_start,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any], source: Path) -> None:
@@ -189,7 +210,7 @@ class BilevelSearch:
         self.arch_gen.set_state(ckpt["arch_gen"])
         torch.set_rng_state(ckpt["torch_rng"])
         self.state = SearchState(ckpt["epoch"], ckpt["iteration"], ckpt["log"], ckpt["pool"],
-                                 ckpt["partial"])
+                                 ckpt["partial"], ckpt.get("controller_start"))
 
     def checkpoint(self) -> None:
         # Running BN statistics are each rank's own; the checkpoint holds rank 0's.
@@ -209,10 +230,27 @@ class BilevelSearch:
 
     # ------------------------------------------------------------------ architectures
 
+    def _learning(self, epoch: int) -> bool:
+        """Whether the warm-up is over by ``epoch``: the controller learns (AutoPose), or
+        random search evaluates, at the end of this period."""
+        start = self.state.controller_start
+        return self.cfg.search.branches == "search" and start is not None and epoch >= start
+
     def _controller_active(self, epoch: int) -> bool:
+        return self.strategy == "autopose" and self._learning(epoch)
+
+    def warm_up_over(self, epoch: int, loss_ratio: float) -> bool:
+        """The end of the warm-up, decided at the end of period ``epoch``: not before
+        ``controller.start_epoch``; then once the period's weight loss is below
+        ``search.warmup_loss_ratio`` times the all-zero-heatmap loss (the supernet predicts
+        better than nothing); at the latest after ``search.warmup_max_fraction`` of the
+        periods."""
         s = self.cfg.search
-        return (self.strategy == "autopose" and s.branches == "search"
-                and epoch >= s.controller.start_epoch)
+        first = s.controller.start_epoch
+        if epoch < first:
+            return False
+        latest = max(first, math.ceil(s.warmup_max_fraction * s.epochs) - 1)
+        return loss_ratio < s.warmup_loss_ratio or epoch >= latest
 
     def sample_scale_vectors(self, epoch: int) -> torch.Tensor:
         """The network-level architecture of one weight/alpha iteration (rank 0's)."""
@@ -228,13 +266,8 @@ class BilevelSearch:
         return archs.uniform_scale_vectors(m.num_stages, len(m.branch_channels),
                                            s.single_branch, self.arch_gen)
 
-    def _argmax_ops(self, cand: Candidate) -> SampledOps:
-        agg = cand.alpha_aggregation
-        return self.supernet.fixed_ops(cand.alpha_individual.argmax(-1).tolist(),
-                                       None if agg is None else agg.argmax(-1).tolist())
-
-    def _current(self, scale_vectors: torch.Tensor) -> Candidate:
-        """A candidate with the searched alphas (AutoPose) ."""
+    def current(self, scale_vectors: torch.Tensor) -> Candidate:
+        """``scale_vectors`` ``(S, B)`` with the searched cells (the current alphas)."""
         agg = self.supernet.alpha_aggregation
         return Candidate(scale_vectors, self.supernet.alpha_individual.detach().cpu().clone(),
                          None if agg is None else agg.detach().cpu().clone())
@@ -250,36 +283,77 @@ class BilevelSearch:
         agg = None if agg is None else torch.rand(agg.shape, generator=self.arch_gen)
         return Candidate(sv, ind, agg)
 
+    def genotype(self, cand: Candidate) -> Genotype:
+        """The genotype derivation builds for ``cand`` (argmax ops, the edge rule of
+        ``model.edges_per_node``)."""
+        return derive_genotype(cand.alpha_individual, cand.alpha_aggregation, self.cfg.model,
+                               cand.scale_vectors.int().tolist())
+
+    def subnetwork(self, cand: Candidate) -> DerivedNetwork:
+        """The derived network of ``cand`` at the supernet's widths, with its shared weights:
+        what the reward scores is exactly what derivation would build."""
+        net = DerivedNetwork(self.genotype(cand), width_mult=1.0,
+                             num_joints=self.info.num_joints).to(self.device)
+        copy_supernet_weights(net, self.supernet)
+        if self.cfg.search.channels_last:
+            net.to(memory_format=torch.channels_last)
+        return net
+
     def evaluate(self, cand: Candidate) -> float:
-        cand.reward = self.reward(self.supernet, cand.scale_vectors.int().tolist(),
-                                  self._argmax_ops(cand))
+        """Score ``cand`` on the reward set with the current shared weights."""
+        cand.reward = self.reward(self.subnetwork(cand))
+        return cand.reward
+
+    def _evaluate_cached(self, cand: Candidate, cache: dict[Any, float]) -> float:
+        """``evaluate`` once per distinct architecture while the weights do not change."""
+        agg = cand.alpha_aggregation
+        k = (archs.key(cand.scale_vectors), tuple(cand.alpha_individual.argmax(-1).tolist()),
+             None if agg is None else tuple(agg.argmax(-1).tolist()))
+        if k not in cache:
+            cache[k] = self.evaluate(cand)
+        cand.reward = cache[k]
         return cand.reward
 
     # ------------------------------------------------------------------ the loop
 
+    def _progress(self, epoch: int, iteration: int) -> float:
+        """How far through the search's iterations ``(epoch, iteration)`` is: 0 to 1."""
+        total = max(1, self.cfg.search.epochs * self.iters_per_epoch - 1)
+        return min(1.0, (epoch * self.iters_per_epoch + iteration) / total)
+
     def tau(self, epoch: int, iteration: int) -> float:
         s = self.cfg.search
-        total = max(1, s.epochs * self.iters_per_epoch - 1)
-        t = (epoch * self.iters_per_epoch + iteration) / total
-        return s.tau_start + (s.tau_end - s.tau_start) * min(1.0, t)
+        return s.tau_start + (s.tau_end - s.tau_start) * self._progress(epoch, iteration)
+
+    def alpha_lr(self, epoch: int, iteration: int) -> float:
+        s = self.cfg.search
+        if s.alpha_lr_schedule == "constant":
+            return s.alpha_lr
+        return 0.5 * s.alpha_lr * (1 + math.cos(math.pi * self._progress(epoch, iteration)))
 
     def _step(self, batch: dict[str, Any], sv: list[list[int]], tau: float,
-              optimizer: torch.optim.Optimizer) -> float:
+              optimizer: torch.optim.Optimizer, relaxed: bool = False) -> tuple[float, float]:
+        """One step of ``optimizer`` on ``batch``: hard op sample (weights) or the relaxation
+        (alphas). Returns the loss and the loss an all-zero heatmap would have on the batch."""
         images = normalize_batch(batch["image"].to(self.device), self.cfg.search.channels_last)
-        pred = self.supernet(images, sv, tau)
-        loss = joints_mse_loss(pred, batch["target"].to(self.device),
-                               batch["target_weight"].to(self.device))
+        ops = self.supernet.relax_ops(tau) if relaxed else self.supernet.sample_ops(tau)
+        pred = self.supernet(images, sv, ops=ops)
+        target = batch["target"].to(self.device)
+        target_weight = batch["target_weight"].to(self.device)
+        loss = joints_mse_loss(pred, target, target_weight)
+        zero = joints_mse_loss(torch.zeros_like(target), target, target_weight)
         self.supernet.zero_grad(set_to_none=True)
         loss.backward()
-        loss = loss.detach()
+        losses = torch.stack([loss.detach(), zero])
         if self.dist.distributed:
             # Every rank ran the same sub-network (same architecture, same Gumbel draws), so
-            # the same parameters have gradients, in the same order on every rank; the loss
-            # travels in the same buckets (its mean is what the log shows).
+            # the same parameters have gradients, in the same order on every rank; the losses
+            # travel in the same buckets (their means are what the log shows).
             grads = [p.grad for p in self.supernet.parameters() if p.grad is not None]
-            ddp.all_reduce_mean_(grads + [loss.reshape(1)])
+            ddp.all_reduce_mean_(grads + [losses])
         optimizer.step()
-        return float(loss)
+        loss_value, zero_value = losses.tolist()
+        return loss_value, zero_value
 
     def _loaders(self, epoch: int, start_iteration: int):
         bs = self.cfg.search.batch_size
@@ -304,6 +378,7 @@ class BilevelSearch:
         w_iter, a_iter = self._loaders(epoch, start)
         part = self.state.partial if start > 0 else {}
         w_losses: list[float] = list(part.get("w", []))
+        z_losses: list[float] = list(part.get("z", []))
         a_losses: list[float] = list(part.get("a", []))
         sampled: list = list(part.get("sampled", []))
         bar = tqdm(range(start, self.iters_per_epoch), desc=f"search {epoch + 1}/{s.epochs}",
@@ -314,62 +389,88 @@ class BilevelSearch:
             sv = sv_t.int().tolist()
             sampled.append(sv)
             tau = self.tau(epoch, it)
-            w_losses.append(self._step(wb, sv, tau, self.w_opt))
-            if self.strategy == "autopose":
-                a_losses.append(self._step(ab, sv, tau, self.a_opt))
+            loss, zero = self._step(wb, sv, tau, self.w_opt)
+            w_losses.append(loss)
+            z_losses.append(zero)
+            step = epoch * self.iters_per_epoch + it
+            # The alpha step on every alpha_every-th iteration of the whole search.
+            if self.strategy == "autopose" and step % s.alpha_every == 0:
+                for group in self.a_opt.param_groups:
+                    group["lr"] = self.alpha_lr(epoch, it)
+                a_losses.append(self._step(ab, sv, tau, self.a_opt, relaxed=True)[0])
             bar.set_postfix(loss=f"{w_losses[-1]:.2e}", tau=f"{tau:.2f}")
             self.state.iteration = it + 1
-            step = epoch * self.iters_per_epoch + it
             if writer is not None:
                 writer.add_scalar("search/weight_loss", w_losses[-1], step)
                 writer.add_scalar("search/tau", tau, step)
             if s.checkpoint_every and (it + 1) % s.checkpoint_every == 0 \
                     and it + 1 < self.iters_per_epoch:
-                self.state.partial = {"w": list(w_losses), "a": list(a_losses),
-                                      "sampled": list(sampled)}
+                self.state.partial = {"w": list(w_losses), "z": list(z_losses),
+                                      "a": list(a_losses), "sampled": list(sampled)}
                 self.checkpoint()
+        weight_loss = sum(w_losses) / max(1, len(w_losses))
+        zero_loss = sum(z_losses) / max(1, len(z_losses))
+        loss_ratio = weight_loss / zero_loss if zero_loss > 0 else float("inf")
+        if self.state.controller_start is None and self.warm_up_over(epoch, loss_ratio):
+            self.state.controller_start = epoch
         end = self.end_of_epoch(epoch)
         self.state.partial = {}
+        previous = self.state.log[-1] if self.state.log else None
+        argmax = {k: None if a is None else a.detach().argmax(-1).tolist()
+                  for k, a in (("individual", self.supernet.alpha_individual),
+                               ("aggregation", self.supernet.alpha_aggregation))}
         entry = {
             "epoch": epoch,
-            "weight_loss": sum(w_losses) / max(1, len(w_losses)),
+            "weight_loss": weight_loss,
+            # The loss of an all-zero heatmap on the same batches, and the ratio the warm-up
+            # criterion reads: below 1 the supernet predicts better than nothing.
+            "zero_heatmap_loss": zero_loss,
+            "loss_ratio": loss_ratio,
+            "controller_start": self.state.controller_start,
             "alpha_loss": sum(a_losses) / max(1, len(a_losses)) if a_losses else None,
+            "alpha_steps": len(a_losses),
             "tau": self.tau(epoch, self.iters_per_epoch - 1),
             "alpha_entropy_individual": alpha_entropy(self.supernet.alpha_individual),
             "alpha_entropy_aggregation": alpha_entropy(self.supernet.alpha_aggregation),
+            "argmax_individual": argmax["individual"],
+            "argmax_aggregation": argmax["aggregation"],
+            "argmax_agreement": None if previous is None else argmax_agreement(previous, argmax),
+            # Per stage and branch, the share of this period's weight steps that trained it.
+            "branch_share": torch.tensor(sampled, dtype=torch.float64).mean(0).tolist()
+            if sampled else None,
             "sampled_architectures": sampled,
             "seconds": round(time.time() - t0, 2),
         } | end
         return entry
 
     def end_of_epoch(self, epoch: int) -> dict[str, Any]:
-        """Controller updates (AutoPose) or the same number of random evaluations."""
+        """Controller updates (AutoPose) or the same number of random evaluations, then the
+        reward of the most likely architecture; every reward on this period's weights."""
         s, c = self.cfg.search, self.cfg.search.controller
-        out: dict[str, Any] = {"controller_updates": 0, "rewards": [], "baseline": self.rl.baseline}
+        out: dict[str, Any] = {"controller_updates": 0, "rewards": [], "baseline": None}
+        cache: dict[Any, float] = {}  # the weights do not change here: same network, same reward
         if self._controller_active(epoch):
-            cache: dict[Any, float] = {}
             for _ in range(c.updates_per_epoch):
                 svs = ddp.broadcast_object([self.controller.sample(self.arch_gen).scale_vectors
                                             for _ in range(c.archs_per_update)])
-                rewards = []
-                for sv in svs:
-                    k = archs.key(sv)
-                    if k not in cache:  # same weights within this epoch: same reward
-                        cache[k] = self.evaluate(self._current(sv))
-                    rewards.append(cache[k])
+                rewards = [self._evaluate_cached(self.current(sv), cache) for sv in svs]
                 self.rl.update(svs, rewards)
                 out["rewards"] += rewards
                 out["controller_updates"] += 1
             out["baseline"] = self.rl.baseline
-        elif self.strategy == "random" and epoch >= c.start_epoch and s.branches == "search":
+        elif self.strategy == "random" and self._learning(epoch):
             for _ in range(c.updates_per_epoch * c.archs_per_update):
                 cand = self._random_candidate()
-                out["rewards"].append(self.evaluate(cand))
+                out["rewards"].append(self._evaluate_cached(cand, cache))
                 self.state.pool.append(_cand_to_dict(cand))
         best = self.most_likely()
         out["policy_entropy"] = self.policy_entropy()
         out["most_likely"] = best.scale_vectors.int().tolist()
-        out["most_likely_reward"] = self.evaluate(best)
+        # During the warm-up the policy has not learnt: its most likely architecture is
+        # noise, and its reward would cost an evaluation for nothing.
+        out["most_likely_reward"] = (self._evaluate_cached(best, cache)
+                                     if self._learning(epoch) or s.branches == "all" else None)
+        out["distinct_evaluations"] = len(cache)
         return out
 
     def policy_entropy(self) -> float:
@@ -385,19 +486,21 @@ class BilevelSearch:
     def most_likely(self) -> Candidate:
         m = self.cfg.model
         if self.cfg.search.branches == "all":
-            return self._current(archs.all_branches(m.num_stages, len(m.branch_channels)))
+            return self.current(archs.all_branches(m.num_stages, len(m.branch_channels)))
         if self.strategy == "random":
             pool = [_cand_from_dict(d) for d in self.state.pool]
             if pool:
                 return max(pool, key=lambda c: c.reward)
-            return self._current(archs.uniform_scale_vectors(
+            return self.current(archs.uniform_scale_vectors(
                 m.num_stages, len(m.branch_channels), self.cfg.search.single_branch,
                 torch.Generator().manual_seed(self.cfg.seed)))
         with torch.no_grad():
-            return self._current(self.controller.most_likely().scale_vectors)
+            return self.current(self.controller.most_likely().scale_vectors)
 
     def derive(self) -> tuple[Genotype, list[dict[str, Any]]]:
-        """The final architecture: the best of N sampled candidates and the most likely one."""
+        """The final architecture: the best, on the final weights, of N sampled candidates and
+        the most likely one (AutoPose), or of the whole evaluated pool (random search: its
+        rewards came from supernets of different ages, so every one is scored again)."""
         s = self.cfg.search
         cands = [self.most_likely()]
         for _ in range(s.derive_samples):
@@ -407,22 +510,37 @@ class BilevelSearch:
                 break
             else:
                 with torch.no_grad():
-                    cands.append(self._current(self.controller.sample(self.arch_gen).scale_vectors))
+                    cands.append(self.current(self.controller.sample(self.arch_gen).scale_vectors))
+        if self.strategy == "random":
+            cands += [_cand_from_dict(d) for d in self.state.pool]
+        cache: dict[Any, float] = {}
+        for c in cands:
+            self._evaluate_cached(c, cache)
+        # Distinct candidates, in order (dicts keep the first of equal keys).
         seen: dict[Any, Candidate] = {}
         for c in cands:
-            k = (archs.key(c.scale_vectors), tuple(c.alpha_individual.argmax(-1).tolist()))
-            if k not in seen:
-                self.evaluate(c)
-                seen[k] = c
+            agg = c.alpha_aggregation
+            seen.setdefault((archs.key(c.scale_vectors),
+                             tuple(c.alpha_individual.argmax(-1).tolist()),
+                             None if agg is None else tuple(agg.argmax(-1).tolist())), c)
         pool = list(seen.values())
-        if self.strategy == "random":
-            pool += [_cand_from_dict(d) for d in self.state.pool]
         best = max(pool, key=lambda c: c.reward)
         table = [{"scale_vectors": c.scale_vectors.int().tolist(), "reward": c.reward}
                  for c in pool]
-        genotype = derive_genotype(best.alpha_individual, best.alpha_aggregation,
-                                   self.cfg.model, best.scale_vectors.int().tolist())
-        return genotype, table
+        return self.genotype(best), table
+
+
+def argmax_agreement(previous: dict[str, Any], argmax: dict[str, list[int] | None]) -> float:
+    """Share of edges (both cell kinds together) whose argmax op is the same as in the
+    ``previous`` log entry."""
+    same = total = 0
+    for kind, now in argmax.items():
+        before = previous.get(f"argmax_{kind}")
+        if now is None or before is None:
+            continue
+        same += sum(a == b for a, b in zip(before, now))
+        total += len(now)
+    return same / total if total else 1.0
 
 
 def _cand_to_dict(c: Candidate) -> dict[str, Any]:

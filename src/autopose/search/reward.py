@@ -1,15 +1,16 @@
 """The controller's reward: OKS AP of a sub-network with the shared supernet weights.
 
-The reward crops are decoded once and kept in memory; each evaluation runs the supernet on
-them with the given scale vectors and cell ops, then the ordinary test path (decode,
-rescoring, OKS-NMS, COCOeval) scores the result.
+The reward crops are decoded once and kept in memory; each evaluation runs the network it is
+given on them (in the search: the network derivation would build, with the supernet's
+weights), then the ordinary test path (decode, rescoring, OKS-NMS, COCOeval) scores the
+result.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from autopose.engine.tester import (EvalSet, Predictions, gather_predictions, lo
                                    predict, score)
 from autopose.errors import UserError
 from autopose.evaluation.oks import oks
-from autopose.search_space.supernet import SampledOps, Supernet
 
 
 @contextlib.contextmanager
@@ -46,7 +46,8 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
 
 
 class RewardEvaluator:
-    """AP of sub-networks of ``supernet`` on a fixed evaluation set."""
+    """The reward of networks ``images (N, 3, H, W) -> heatmaps`` on a fixed evaluation set:
+    in the search, sub-networks built from the supernet's shared weights."""
 
     def __init__(self, eval_set: EvalSet, cfg: Config, device: torch.device,
                  rank: int = 0, world_size: int = 1):
@@ -58,34 +59,32 @@ class RewardEvaluator:
         # them together.
         self.batches: list[dict[str, Any]] = load_batches(eval_set, cfg, (rank, world_size))
 
-    def __call__(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
-                 ops: SampledOps) -> float:
-        preds = self.predictions(supernet, scale_vectors, ops)
+    def __call__(self, model: nn.Module) -> float:
+        preds = self.predictions(model)
         if self.cfg.search.reward == "oks":
             return self.mean_oks(preds)
         # COCOeval reports -1 when no ground truth is in range: no signal, not a penalty.
         return max(score(self.eval_set, preds, self.cfg)["AP"], 0.0)
 
     @torch.no_grad()
-    def predictions(self, supernet: Supernet, scale_vectors: Sequence[Sequence[int]],
-                    ops: SampledOps) -> Predictions:
-        """Poses of every reward person, from all processes, predicted by the sub-network."""
-        was_training = supernet.training
-        supernet.eval()
+    def predictions(self, model: nn.Module) -> Predictions:
+        """Poses of every reward person, from all processes, predicted by ``model``."""
+        was_training = model.training
+        model.eval()
 
         def heatmaps(batch: dict[str, Any], flipped: bool) -> np.ndarray:
             images = normalize_batch(batch["image"].to(self.device),
                                      self.cfg.search.channels_last)
             if flipped:
                 images = images.flip(3)
-            return supernet(images, scale_vectors, ops=ops).float().cpu().numpy()
+            return model(images).float().cpu().numpy()
 
         try:
-            with batch_statistics(supernet):
+            with batch_statistics(model):
                 preds = predict(self.eval_set, heatmaps, self.cfg, progress=False,
                                 batches=self.batches, flip=self.cfg.search.reward_flip)
         finally:
-            supernet.train(was_training)
+            model.train(was_training)
         return gather_predictions(preds) if self.world_size > 1 else preds
 
     def mean_oks(self, preds: Predictions) -> float:

@@ -73,16 +73,23 @@ def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
             if not main:
                 continue
             _write_log(out, search.state.log)
-            for k in ("weight_loss", "alpha_loss", "policy_entropy", "most_likely_reward",
-                      "alpha_entropy_individual", "alpha_entropy_aggregation", "baseline"):
+            for k in ("weight_loss", "loss_ratio", "alpha_loss", "policy_entropy",
+                      "most_likely_reward", "alpha_entropy_individual",
+                      "alpha_entropy_aggregation", "argmax_agreement", "baseline"):
                 if entry.get(k) is not None:
                     writer.add_scalar(f"epoch/{k}", entry[k], epoch)
             if entry["rewards"]:
                 writer.add_scalar("epoch/mean_reward", sum(entry["rewards"]) / len(entry["rewards"]),
                                   epoch)
-            print(f"epoch {epoch + 1}/{s.epochs}: loss {entry['weight_loss']:.2e}, "
-                  f"reward ({s.reward}) of most likely {entry['most_likely_reward']:.3f}, policy entropy "
-                  f"{entry['policy_entropy']:.2f}, controller updates "
+            reward = entry["most_likely_reward"]
+            print(f"epoch {epoch + 1}/{s.epochs}: loss {entry['weight_loss']:.2e} "
+                  f"({entry['loss_ratio']:.2f} of an all-zero heatmap's), "
+                  + (f"reward ({s.reward}) of most likely {reward:.3f}, " if reward is not None
+                     else "warming up, ")
+                  + f"alpha entropy {entry['alpha_entropy_individual']:.3f}"
+                  + (f"/{entry['alpha_entropy_aggregation']:.3f}"
+                     if entry["alpha_entropy_aggregation"] is not None else "")
+                  + f", policy entropy {entry['policy_entropy']:.2f}, controller updates "
                   f"{entry['controller_updates']}, {entry['seconds']:.0f} s")
     finally:
         if writer is not None:
@@ -99,7 +106,8 @@ def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
         return path
     genotype.save(path)
     write_json(out / "derivation.json", {"candidates": table})
-    plot_search(search.state.log, out, "OKS AP" if s.reward == "ap" else "mean OKS")
+    plot_search(search.state.log, out, "OKS AP" if s.reward == "ap" else "mean OKS",
+                num_ops=len(search.cfg.model.ops))
     hw = tuple(s.input_size or search.cfg.data.input_size)
     draw_genotype(genotype, out, input_hw=hw)
     best = max(c["reward"] for c in table)

@@ -15,9 +15,16 @@ mixed cells keep their edges in a ``ModuleList`` and the discrete cells keep onl
 edges in a ``ModuleDict`` keyed by the same index, so the two have the same state-dict names
 and the supernet's weights copy into a derived network by name.
 
-The *mixed* forms run exactly one op per edge: the op chosen by a hard (straight-through)
-Gumbel-softmax sample shared by all cells of a kind. The chosen op's output is multiplied by
-the one-hot weight (value 1) of that op, which carries the straight-through gradient to alpha.
+The *mixed* forms run an edge in one of two ways, set by the :class:`EdgeChoices` they are given
+(one sample shared by all cells of a kind):
+
+* hard (the weight step, and every fixed choice): exactly one op per edge, the op of a hard
+  Gumbel-softmax sample; its output is multiplied by its one-hot weight (value 1). A weight
+  step then costs about what the sampled sub-network costs.
+* relaxed (the alpha step, paper eq. 4): every candidate op of the edge runs, and the edge's
+  output is their sum weighted by a soft Gumbel-softmax sample. Only then does the alpha
+  gradient compare ops: through a hard sample it only asks whether the one op that ran should
+  be scaled up or down.
 """
 
 from __future__ import annotations
@@ -47,13 +54,22 @@ def aggregation_edges(nodes: int, num_slots: int) -> list[tuple[int, str]]:
 class EdgeChoices:
     """The op chosen on every edge of one kind of cell, for one forward pass.
 
-    ``weights``: ``(E, O)`` one-hot rows (from a hard Gumbel-softmax sample they carry the
-    straight-through gradient to alpha; fixed choices carry none). ``indices``: the ``E`` chosen
-    op indices as Python ints, read once per forward so that no edge needs a device sync.
+    ``weights``: ``(E, O)``: one-hot rows (from a hard Gumbel-softmax sample they carry the
+    straight-through gradient to alpha; fixed choices carry none), or the soft rows of a
+    relaxed sample. ``indices``: the ``E`` chosen op indices as Python ints, read once per
+    forward so that no edge needs a device sync; None for a relaxed sample (every op runs).
     """
 
     weights: torch.Tensor
-    indices: list[int]
+    indices: list[int] | None
+
+    @property
+    def relaxed(self) -> bool:
+        return self.indices is None
+
+    def index(self, edge: int) -> int | None:
+        """The op index of ``edge``, or None when every op runs (relaxed)."""
+        return None if self.indices is None else self.indices[edge]
 
     @staticmethod
     def fixed(indices: list[int], num_ops: int, device: torch.device | str | None = None,
@@ -79,18 +95,32 @@ class EdgeChoices:
         weights = F.gumbel_softmax(alpha, tau=tau, hard=True, dim=-1)
         return EdgeChoices(weights, weights.detach().argmax(dim=-1).tolist())
 
+    @staticmethod
+    def relax(alpha: torch.Tensor, tau: float) -> "EdgeChoices":
+        """Soft Gumbel-softmax sample of ``alpha`` ``(E, O)`` at temperature ``tau`` (paper eq. 4):
+        every op of every edge runs, weighted by its row."""
+        return EdgeChoices(F.gumbel_softmax(alpha, tau=tau, hard=False, dim=-1), None)
+
 
 class MixedEdge(nn.Module):
-    """All candidate ops of one edge; the forward runs only the chosen one."""
+    """All candidate ops of one edge; the forward runs the chosen one, or all of them (relaxed).
 
-    def __init__(self, channels: int, ops: list[str]) -> None:
+    ``affine``: whether the ops' BatchNorms learn a scale and shift (not in the supernet,
+    as in DARTS; ``ops.py`` says why).
+    """
+
+    def __init__(self, channels: int, ops: list[str], affine: bool = False) -> None:
         super().__init__()
         self.names = list(ops)
-        self.ops = nn.ModuleDict({name: OPS[name](channels) for name in ops})
+        self.ops = nn.ModuleDict({name: OPS[name](channels, affine) for name in ops})
 
-    def forward(self, x: torch.Tensor, weight_row: torch.Tensor, index: int) -> torch.Tensor:
-        """``(N, C, H, W) -> (N, C, H, W)``: chosen op's output times its one-hot weight."""
-        return self.ops[self.names[index]](x) * weight_row[index]
+    def forward(self, x: torch.Tensor, weight_row: torch.Tensor,
+                index: int | None) -> torch.Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``: the chosen op's output times its one-hot weight,
+        or (``index`` None) the sum of every op's output weighted by ``weight_row`` ``(O,)``."""
+        if index is not None:
+            return self.ops[self.names[index]](x) * weight_row[index]
+        return _sum([op(x) * weight_row[j] for j, op in enumerate(self.ops.values())])
 
 
 class DiscreteEdge(nn.Module):
@@ -153,11 +183,11 @@ def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
 class MixedIndividualCell(nn.Module):
     """Individual cell of the supernet: every edge holds every candidate op (eq. 2 and 4)."""
 
-    def __init__(self, channels: int, nodes: int, ops: list[str]) -> None:
+    def __init__(self, channels: int, nodes: int, ops: list[str], affine: bool = False) -> None:
         super().__init__()
         self.nodes = nodes
         self.edge_list = individual_edges(nodes)
-        self.edges = nn.ModuleList([MixedEdge(channels, ops) for _ in self.edge_list])
+        self.edges = nn.ModuleList([MixedEdge(channels, ops, affine) for _ in self.edge_list])
         self.compress = ConvBN(nodes * channels, channels, 1)
 
     def forward(self, x: torch.Tensor, choices: EdgeChoices) -> torch.Tensor:
@@ -165,7 +195,7 @@ class MixedIndividualCell(nn.Module):
         states = {"input": x}
         per_node: list[list[torch.Tensor]] = [[] for _ in range(self.nodes)]
         for e, (i, src) in enumerate(self.edge_list):
-            per_node[i].append(self.edges[e](states[src], choices.weights[e], choices.indices[e]))
+            per_node[i].append(self.edges[e](states[src], choices.weights[e], choices.index(e)))
             # Edges are ordered node by node, so node i is complete once its last edge is done.
             if e + 1 == len(self.edge_list) or self.edge_list[e + 1][0] != i:
                 states[f"node{i}"] = _sum(per_node[i])
@@ -175,14 +205,16 @@ class MixedIndividualCell(nn.Module):
 class MixedAggregationCell(nn.Module):
     """Aggregation cell of the supernet for target branch ``target`` (eq. 3 and 4)."""
 
-    def __init__(self, target: int, channels: list[int], nodes: int, ops: list[str]) -> None:
+    def __init__(self, target: int, channels: list[int], nodes: int, ops: list[str],
+                 affine: bool = False) -> None:
         super().__init__()
         self.target = target
         self.nodes = nodes
         self.resample = nn.ModuleDict({str(j): Resample(j, target, channels)
                                        for j in range(len(channels)) if j != target})
         self.edge_list = aggregation_edges(nodes, len(channels))
-        self.edges = nn.ModuleList([MixedEdge(channels[target], ops) for _ in self.edge_list])
+        self.edges = nn.ModuleList([MixedEdge(channels[target], ops, affine)
+                                    for _ in self.edge_list])
         self.compress = ConvBN(nodes * channels[target], channels[target], 1)
 
     def forward(self, inputs: dict[int, torch.Tensor], size: tuple[int, int],
@@ -199,7 +231,7 @@ class MixedAggregationCell(nn.Module):
         for e, (i, src) in enumerate(self.edge_list):
             if src in states:  # an edge from an inactive branch is simply not computed
                 per_node[i].append(self.edges[e](states[src], choices.weights[e],
-                                                 choices.indices[e]))
+                                                 choices.index(e)))
             if e + 1 == len(self.edge_list) or self.edge_list[e + 1][0] != i:
                 # Never empty: node i always has the edge from the (active) target slot.
                 states[f"node{i}"] = _sum(per_node[i])

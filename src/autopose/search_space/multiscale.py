@@ -39,18 +39,18 @@ class MultiScaleModule(nn.Module):
     """Supernet multi-scale module over ``len(channels)`` branches."""
 
     def __init__(self, channels: list[int], individual_nodes: int, aggregation_nodes: int,
-                 ops: list[str], aggregation: str = "cell") -> None:
+                 ops: list[str], aggregation: str = "cell", affine: bool = False) -> None:
         super().__init__()
         self.aggregation = aggregation
         n = len(channels)
         branches = []
         for k, c in enumerate(channels):
             if aggregation == "cell":
-                agg: nn.Module = MixedAggregationCell(k, channels, aggregation_nodes, ops)
+                agg: nn.Module = MixedAggregationCell(k, channels, aggregation_nodes, ops, affine)
             else:
                 agg = ConcatAggregation(k, channels, list(range(n)))
-            branches.append(Branch(MixedIndividualCell(c, individual_nodes, ops),
-                                   MixedIndividualCell(c, individual_nodes, ops), agg))
+            branches.append(Branch(MixedIndividualCell(c, individual_nodes, ops, affine),
+                                   MixedIndividualCell(c, individual_nodes, ops, affine), agg))
         self.branches = nn.ModuleList(branches)
 
     def forward(self, xs: list[torch.Tensor], scale_vector: Sequence[bool],

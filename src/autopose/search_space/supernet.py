@@ -27,7 +27,7 @@ from autopose.config import ModelConfig
 from autopose.errors import UserError
 from autopose.search_space.cells import EdgeChoices, aggregation_edges, individual_edges
 from autopose.search_space.multiscale import MultiScaleModule
-from autopose.search_space.ops import ConvBN, check_ops
+from autopose.search_space.ops import ConvBN, check_ops, heatmap_conv
 
 
 class StemBottleneck(nn.Module):
@@ -92,7 +92,7 @@ class Head(nn.Module):
             c_in = channels[0]
         else:
             c_in = sum(channels)
-        self.final = nn.Conv2d(c_in, num_joints, 1)
+        self.final = heatmap_conv(c_in, num_joints)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """``[(N, C_k, H_k, W_k)]`` -> ``(N, K, H_0, W_0)``."""
@@ -162,7 +162,8 @@ class Supernet(nn.Module):
         self.stem = Stem(cfg.stem_channels, self.channels)
         self.stages = nn.ModuleList([
             nn.ModuleList([MultiScaleModule(self.channels, cfg.individual_nodes,
-                                            cfg.aggregation_nodes, self.ops, cfg.aggregation)
+                                            cfg.aggregation_nodes, self.ops, cfg.aggregation,
+                                            cfg.search_op_affine)
                            for _ in range(cfg.modules_per_stage)])
             for _ in range(cfg.num_stages)])
         self.head = Head(self.channels, num_joints, cfg.head_fuse)
@@ -196,6 +197,13 @@ class Supernet(nn.Module):
         agg = (EdgeChoices.sample(self.alpha_aggregation, tau)
                if self.alpha_aggregation is not None else None)
         return SampledOps(EdgeChoices.sample(self.alpha_individual, tau), agg)
+
+    def relax_ops(self, tau: float) -> SampledOps:
+        """A soft Gumbel-softmax sample of both alphas (paper eq. 4): every op of every edge
+        runs, weighted, so that the alpha gradient compares ops (the alpha step)."""
+        agg = (EdgeChoices.relax(self.alpha_aggregation, tau)
+               if self.alpha_aggregation is not None else None)
+        return SampledOps(EdgeChoices.relax(self.alpha_individual, tau), agg)
 
     def argmax_ops(self) -> SampledOps:
         """The most likely op on every edge, as fixed choices (no gradient to alpha)."""
