@@ -262,6 +262,9 @@ class SearchConfig:
     # data workers on a small machine, 1 avoids cores oversubscribed by spinning threads
     # (steps several times slower when another job shares the cores).
     threads: int = 0
+    # torch CPU threads while rewards are scored (forward passes only, at the end of a period,
+    # when the data workers are idle); 0 keeps search.threads.
+    reward_threads: int = 0
     checkpoint_every: int = 50  # iterations, besides every epoch
     controller: ControllerConfig = field(default_factory=ControllerConfig)
 

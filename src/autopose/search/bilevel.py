@@ -108,6 +108,9 @@ class BilevelSearch:
         if s.alpha_lr_schedule not in ("constant", "cosine"):
             raise UserError("config: search.alpha_lr_schedule: expected constant or cosine, got "
                             f"{s.alpha_lr_schedule!r}")
+        if s.reward_threads < 0:
+            raise UserError(f"config: search.reward_threads: must be >= 0 (0: search.threads), "
+                            f"got {s.reward_threads}")
         if s.alpha_every < 1:
             raise UserError(f"config: search.alpha_every: must be >= 1, got {s.alpha_every}")
         if s.threads > 0:
@@ -289,10 +292,10 @@ class BilevelSearch:
         return derive_genotype(cand.alpha_individual, cand.alpha_aggregation, self.cfg.model,
                                cand.scale_vectors.int().tolist())
 
-    def subnetwork(self, cand: Candidate) -> DerivedNetwork:
-        """The derived network of ``cand`` at the supernet's widths, with its shared weights:
-        what the reward scores is exactly what derivation would build."""
-        net = DerivedNetwork(self.genotype(cand), width_mult=1.0,
+    def subnetwork(self, genotype: Genotype) -> DerivedNetwork:
+        """The derived network of ``genotype`` at the supernet's widths, with its shared
+        weights: what the reward scores is exactly what derivation would build."""
+        net = DerivedNetwork(genotype, width_mult=1.0,
                              num_joints=self.info.num_joints).to(self.device)
         copy_supernet_weights(net, self.supernet)
         if self.cfg.search.channels_last:
@@ -301,8 +304,19 @@ class BilevelSearch:
 
     def evaluate(self, cand: Candidate) -> float:
         """Score ``cand`` on the reward set with the current shared weights."""
-        cand.reward = self.reward(self.subnetwork(cand))
+        cand.reward = self.evaluate_genotype(self.genotype(cand))
         return cand.reward
+
+    def evaluate_genotype(self, genotype: Genotype) -> float:
+        """The reward of any genotype of this search space with the current shared weights."""
+        threads = self.cfg.search.reward_threads
+        before = torch.get_num_threads()
+        if threads > 0:
+            torch.set_num_threads(threads)
+        try:
+            return self.reward(self.subnetwork(genotype))
+        finally:
+            torch.set_num_threads(before)
 
     def _evaluate_cached(self, cand: Candidate, cache: dict[Any, float]) -> float:
         """``evaluate`` once per distinct architecture while the weights do not change."""
