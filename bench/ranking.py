@@ -195,13 +195,16 @@ def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan
 def check_inputs(plan: Plan) -> None:
     """The search run's files and the training overrides, before anything runs."""
     run = plan.search
-    if not run.is_dir():
+    # Rewarded before (a record carried over from another session, the search run gone):
+    # the trainings need only the recorded genotypes.
+    carried = (plan.out / "rewards.json").is_file()
+    if not run.is_dir() and not carried:
         raise UserError(f"--search: {run}: no such folder")
     for name, what in (("config.yaml", "the search's config"),
                        ("checkpoint.pt", "the search's final weights (bench/study.py deletes "
                                          "it unless --keep-search-checkpoints)"),
                        ("genotype.json", "the derived genotype: has the search finished?")):
-        if not (run / name).is_file():
+        if not (run / name).is_file() and not carried:
             raise UserError(f"{run / name}: not found ({what})")
     load_config(plan.train_config, [f"seed={plan.seed}", *plan.train_overrides])
 
@@ -309,8 +312,22 @@ def rewards_stage(plan: Plan, counter: Counter) -> dict[str, Any]:
     """The architectures, their genotype files and their shared-weight rewards
     (``rewards.json``); made again only when ``--archs`` changed."""
     marker = plan.out / "rewards.json"
+    ckpt = plan.search / "checkpoint.pt"
+    if marker.exists() and not ckpt.exists():
+        # A ranking carried over from another session (its small records committed, the
+        # search's 380 MB checkpoint gone): the rewards are recorded and the trainings need
+        # only the genotypes, so it resumes from the record.
+        rec = read_json(marker, "ranking record")
+        if rec["made_from"]["seed"] != plan.seed or len(rec["archs"]) != plan.archs:
+            raise UserError(f"{marker}: made with --seed {rec['made_from']['seed']} and "
+                            f"--archs {len(rec['archs'])}, and {ckpt} is gone: rerun with "
+                            "those")
+        print(f"ranking: {ckpt} is gone; resuming from the rewards recorded in {marker}",
+              flush=True)
+        counter.skipped += 1
+        return rec
     made_from = {"search": str(plan.search),
-                 "checkpoint_sha256": _sha256(plan.search / "checkpoint.pt"),
+                 "checkpoint_sha256": _sha256(ckpt),
                  "seed": plan.seed}
     if marker.exists():
         rec = read_json(marker, "ranking record")

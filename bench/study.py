@@ -108,6 +108,7 @@ QUICK_DATA = ["data.synthetic.num_train=24", "data.synthetic.num_val=8",
               "data.synthetic.image_size=[160,120]", "data.workers=0"]
 QUICK_SEARCH = ["search.epochs=1", "search.iters_per_epoch=2", "search.batch_size=4",
                 "search.controller.start_epoch=0", "search.controller.updates_per_epoch=1",
+                "search.controller.archs_per_update=2",
                 "search.derive_samples=1", "search.input_size=[64,48]",
                 "search.checkpoint_every=0", "search.reward_fraction=0.1",
                 # A small supernet (narrow, one module per stage): a search in about 5 s

@@ -194,7 +194,8 @@ class ControllerConfig:
     # 40/40 targets, 0.1 19/20, 1.0 34/40 (it holds the policy too near uniform).
     on_target: float = 0.5
     kl_weight: float = 0.3
-    start_epoch: int = 5  # the controller is updated from this epoch on (0-based)
+    # The earliest period (0-based) whose end may end the warm-up (then search.warmup_*).
+    start_epoch: int = 5
     # M updates per period, each on N sampled architectures (NNI ENAS aggregates 20 per
     # step). M x N = 24 keeps to the ~20 distinct reward evaluations a period affords (same
     # architecture, same reward within a period). Measured (lr 1e-2, kl_weight 0.3, 4
