@@ -320,9 +320,7 @@ class BilevelSearch:
 
     def _evaluate_cached(self, cand: Candidate, cache: dict[Any, float]) -> float:
         """``evaluate`` once per distinct architecture while the weights do not change."""
-        agg = cand.alpha_aggregation
-        k = (archs.key(cand.scale_vectors), tuple(cand.alpha_individual.argmax(-1).tolist()),
-             None if agg is None else tuple(agg.argmax(-1).tolist()))
+        k = _arch_key(cand)
         if k not in cache:
             cache[k] = self.evaluate(cand)
         cand.reward = cache[k]
@@ -533,15 +531,19 @@ class BilevelSearch:
         # Distinct candidates, in order (dicts keep the first of equal keys).
         seen: dict[Any, Candidate] = {}
         for c in cands:
-            agg = c.alpha_aggregation
-            seen.setdefault((archs.key(c.scale_vectors),
-                             tuple(c.alpha_individual.argmax(-1).tolist()),
-                             None if agg is None else tuple(agg.argmax(-1).tolist())), c)
+            seen.setdefault(_arch_key(c), c)
         pool = list(seen.values())
         best = max(pool, key=lambda c: c.reward)
         table = [{"scale_vectors": c.scale_vectors.int().tolist(), "reward": c.reward}
                  for c in pool]
         return self.genotype(best), table
+
+
+def _arch_key(cand: Candidate) -> tuple:
+    """What makes two candidates the same network: scale vectors and argmax ops."""
+    agg = cand.alpha_aggregation
+    return (archs.key(cand.scale_vectors), tuple(cand.alpha_individual.argmax(-1).tolist()),
+            None if agg is None else tuple(agg.argmax(-1).tolist()))
 
 
 def argmax_agreement(previous: dict[str, Any], argmax: dict[str, list[int] | None]) -> float:
