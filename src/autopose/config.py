@@ -119,6 +119,11 @@ class ModelConfig:
     # Incoming edges kept per node when a genotype is derived; 0 keeps every edge (SPEC: the
     # paper's rule was lost, and DARTS's top-2 is not a given for these cells).
     edges_per_node: int = 0
+    # The same for aggregation cells. Their edge sources are absolute scales (scale0 = 1/4)
+    # shared by every branch's cell, so a top-k rule cuts every branch off the same scales,
+    # its own included: the 1/4 branch of a derived network then outputs upsampled 1/32
+    # features (measured: AP .75 0.09 on the built-in set). HRNet's fusion reads every branch.
+    aggregation_edges_per_node: int = 0
     # Whether the supernet's candidate ops have BatchNorm scale and shift (DARTS: no; with
     # them the alpha gradient compares BN scales, not ops). Derived networks always have them.
     search_op_affine: bool = False
@@ -223,6 +228,11 @@ class SearchConfig:
     alpha_lr: float = 3e-4
     alpha_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     alpha_weight_decay: float = 0.0
+    # Ours (the paper has no cost term): the alpha step minimises loss x (1 + w x c), c the
+    # relaxed cells' expected op cost relative to an all-costliest-op cell (MACs, 0..1),
+    # as FBNet and ProxylessNAS do. 0 (the paper's objective): the relaxation favours the
+    # biggest convolution, whose cells a short schedule trains worst (docs/ranking/).
+    alpha_cost_weight: float = 0.0
     # An alpha step (every op of every edge runs: about 4x a weight step on a CPU) on every
     # alpha_every-th iteration; 1 is DARTS' alternation.
     alpha_every: int = 1

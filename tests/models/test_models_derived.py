@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -97,7 +99,8 @@ def test_derived_keeps_only_kept_edges() -> None:
     cfg = tiny_cfg()
     g = torch.Generator().manual_seed(0)
     genotype = derive_genotype(torch.randn(6, 8, generator=g), torch.randn(15, 8, generator=g),
-                               cfg, [[1, 1, 1, 1]] * 3, edges_per_node=2)
+                               replace(cfg, aggregation_edges_per_node=2), [[1, 1, 1, 1]] * 3,
+                               edges_per_node=2)
     net = DerivedNetwork(genotype, width_mult=2.0)
     cell = net.stages[0][0].branches["0"].ind1
     assert len(cell.edges) == 5  # 1 + 2 + 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,7 +47,8 @@ def test_derive_keeps_k_strongest_edges_with_argmax_ops() -> None:
     b = torch.zeros(15, 6)
     b[0, 5] = 4.0  # node 0 from scale0 via skip
     b[3, 0] = 2.0  # node 0 from scale3 via conv_1x1
-    g = derive_genotype(a, b, cfg, VECTORS, edges_per_node=2)
+    g = derive_genotype(a, b, replace(cfg, aggregation_edges_per_node=2), VECTORS,
+                        edges_per_node=2)
     node2 = [(s, op) for i, s, op in g.individual.edges if i == 2]
     assert node2 == [("input", cfg.ops[1]), ("node1", cfg.ops[4])]
     assert [e for e in g.individual.edges if e[0] == 0] == [(0, "input", cfg.ops[0])]
@@ -54,6 +56,11 @@ def test_derive_keeps_k_strongest_edges_with_argmax_ops() -> None:
     node0 = [(s, op) for i, s, op in g.aggregation.edges if i == 0]
     assert node0 == [("scale0", "skip"), ("scale3", "conv_1x1")]
     assert len(g.aggregation.edges) == 3 * 2
+    # By default aggregation cells keep every edge, whatever the individual cells' rule:
+    # their sources are absolute scales, and top-2 would cut a branch off its own.
+    g_ind = derive_genotype(a, b, cfg, VECTORS, edges_per_node=2)
+    assert g_ind.individual.edges == g.individual.edges
+    assert len(g_ind.aggregation.edges) == len(aggregation_edges(3, 4))
     g_all = derive_genotype(a, b, cfg, VECTORS, edges_per_node=0)
     assert len(g_all.individual.edges) == len(individual_edges(3))
     assert len(g_all.aggregation.edges) == len(aggregation_edges(3, 4))

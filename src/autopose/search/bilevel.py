@@ -41,13 +41,15 @@ from autopose.engine.loss import joints_mse_loss
 from autopose.engine.tester import EvalSet, build_eval_set
 from autopose.errors import UserError
 from autopose.models.derived import DerivedNetwork, copy_supernet_weights
+from autopose.models.flops import count_macs
 from autopose.search import architectures as archs
 from autopose.search.checkpoint import load_search_checkpoint, save_search_checkpoint
 from autopose.search.controller import Controller, Reinforce, policy_entropy
 from autopose.search.reward import RewardEvaluator
 from autopose.search.splits import split_records, write_subset_annotations
 from autopose.search_space.genotype import Genotype, derive_genotype
-from autopose.search_space.supernet import Supernet
+from autopose.search_space.ops import OPS
+from autopose.search_space.supernet import SampledOps, Supernet
 
 STRATEGIES = ("autopose", "random")
 
@@ -173,6 +175,7 @@ class BilevelSearch:
         if s.channels_last:
             self.supernet.to(memory_format=torch.channels_last)
         self.w_opt = optim.adam(self.supernet.weight_parameters(), s.weight_lr)
+        self.op_cost = op_costs(self.supernet.ops)
         self.a_opt = optim.adam(self.supernet.arch_parameters(), s.alpha_lr,
                                 tuple(s.alpha_betas), s.alpha_weight_decay)
         self.controller = Controller(cfg.model.num_stages, len(cfg.model.branch_channels),
@@ -354,8 +357,14 @@ class BilevelSearch:
         target_weight = batch["target_weight"].to(self.device)
         loss = joints_mse_loss(pred, target, target_weight)
         zero = joints_mse_loss(torch.zeros_like(target), target, target_weight)
+        objective = loss
+        if relaxed and self.cfg.search.alpha_cost_weight > 0:
+            # FBNet-style multiplicative cost: scale-free, so the weight reads as "an all
+            # 5x5-convolution cell is worth (1 + weight) times the loss".
+            objective = loss * (1 + self.cfg.search.alpha_cost_weight
+                                * expected_cost(ops, self.op_cost.to(loss.device)))
         self.supernet.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         losses = torch.stack([loss.detach(), zero])
         if self.dist.distributed:
             # Every rank ran the same sub-network (same architecture, same Gumbel draws), so
@@ -571,3 +580,23 @@ def _cand_from_dict(d: dict[str, Any]) -> Candidate:
     return Candidate(torch.tensor(d["scale_vectors"], dtype=torch.bool),
                      torch.tensor(d["alpha_individual"]),
                      None if agg is None else torch.tensor(agg), d["reward"])
+
+
+def op_costs(ops: list[str], channels: int = 16) -> torch.Tensor:
+    """``(O,)``: each candidate op's multiply-accumulates on a ``channels``-channel map,
+    relative to the costliest op's (every op keeps its input's shape, so the ratio does not
+    depend on the channels or the map size; pooling and skip count 0, as in the GFLOPs)."""
+    # On the meta device: shapes only, and building the ops draws nothing from the RNG.
+    with torch.device("meta"):
+        x = torch.zeros(1, channels, 8, 8)
+        macs = [count_macs(OPS[name](channels, False), (8, 8), forward=lambda m, _: m(x))
+                for name in ops]
+    top = max(macs)
+    return torch.tensor([m / top if top else 0.0 for m in macs])
+
+
+def expected_cost(ops: SampledOps, cost: torch.Tensor) -> torch.Tensor:
+    """Scalar: the relative cost (``op_costs``) of the relaxed cells, averaged over each cell
+    kind's edges, then over the kinds; differentiable in the alphas through the weights."""
+    kinds = [c for c in (ops.individual, ops.aggregation) if c is not None]
+    return torch.stack([(c.weights @ cost).mean() for c in kinds]).mean()

@@ -270,8 +270,9 @@ def derive_genotype(alpha_individual: torch.Tensor, alpha_aggregation: torch.Ten
                     edges_per_node: int | None = None) -> Genotype:
     """Genotype from the alphas (``(E, O)`` each) and the chosen scale vectors.
 
-    ``edges_per_node``: incoming edges kept per node (default ``cfg.edges_per_node``;
-    0 keeps every edge).
+    ``edges_per_node``: incoming edges kept per node of an individual cell (default
+    ``cfg.edges_per_node``; 0 keeps every edge); aggregation cells follow
+    ``cfg.aggregation_edges_per_node``.
     """
     ops = list(cfg.ops)
     k = cfg.edges_per_node if edges_per_node is None else edges_per_node
@@ -283,7 +284,7 @@ def derive_genotype(alpha_individual: torch.Tensor, alpha_aggregation: torch.Ten
         if alpha_aggregation is None:
             raise ValueError("alpha_aggregation is needed when model.aggregation is 'cell'")
         agg = _derive_cell(alpha_aggregation, aggregation_edges(cfg.aggregation_nodes, nb), ops,
-                           cfg.aggregation_nodes, k)
+                           cfg.aggregation_nodes, cfg.aggregation_edges_per_node)
     return _assemble(cfg, scale_vectors, ind, agg, k, cfg.width_mult)
 
 
