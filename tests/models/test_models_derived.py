@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from autopose.config import ModelConfig
-from autopose.models.derived import DerivedNetwork, copy_supernet_weights
+from autopose.models.derived import DerivedNetwork, copy_supernet_weights, supernet_tensors
 from autopose.search_space.genotype import CellGenotype, derive_genotype, genotype_from_choices
 from autopose.search_space.supernet import Supernet
 
@@ -135,6 +135,30 @@ def test_dead_aggregation_nodes_are_dropped() -> None:
     c = 4
     torch.testing.assert_close(stage1.compress[0].weight,
                                sup.stages[1][0].branches[0].agg.compress[0].weight[:, c:3 * c])
+
+
+def test_kept_supernet_tensors_follow_in_place_updates():
+    """A search keeps ``supernet_tensors`` for all its rewards: the copies must see the
+    weights as they are after later (in-place) optimiser steps, not as they were."""
+    cfg = tiny_cfg()
+    sup = Supernet(cfg)
+    tensors = supernet_tensors(sup)
+    genotype = genotype_from_choices(cfg, [[1, 1, 1, 1]] * 3, [1] * 6, [5] * 15)
+    before = DerivedNetwork(genotype, 1.0)
+    copy_supernet_weights(before, sup, tensors)
+    with torch.no_grad():
+        for p in sup.parameters():
+            p.add_(0.5)
+    cached, fresh = DerivedNetwork(genotype, 1.0), DerivedNetwork(genotype, 1.0)
+    copy_supernet_weights(cached, sup, tensors)
+    copy_supernet_weights(fresh, sup)
+    for (name, a), b in zip(cached.state_dict().items(), fresh.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    # Every copied parameter moved (the no-affine BN fills, 1 and 0, do not come from it).
+    copied = {n for n, _ in cached.named_parameters() if n in dict(sup.named_parameters())}
+    assert copied
+    b = dict(before.named_parameters())
+    assert all(not torch.equal(p, b[n]) for n, p in cached.named_parameters() if n in copied)
 
 
 def test_short_schedule_genotype_builds_as_documented():

@@ -40,7 +40,8 @@ from autopose.engine import optim
 from autopose.engine.loss import joints_mse_loss
 from autopose.engine.tester import EvalSet, build_eval_set
 from autopose.errors import UserError
-from autopose.models.derived import DerivedNetwork, copy_supernet_weights
+from autopose.models.derived import (DerivedNetwork, SupernetTensors, copy_supernet_weights,
+                                     supernet_tensors)
 from autopose.models.flops import count_macs
 from autopose.search import architectures as archs
 from autopose.search.checkpoint import load_search_checkpoint, save_search_checkpoint
@@ -176,6 +177,7 @@ class BilevelSearch:
             self.supernet.to(memory_format=torch.channels_last)
         self.w_opt = optim.adam(self.supernet.weight_parameters(), s.weight_lr)
         self.op_cost = op_costs(self.supernet.ops)
+        self._supernet_tensors: SupernetTensors | None = None
         self.a_opt = optim.adam(self.supernet.arch_parameters(), s.alpha_lr,
                                 tuple(s.alpha_betas), s.alpha_weight_decay)
         self.controller = Controller(cfg.model.num_stages, len(cfg.model.branch_channels),
@@ -300,7 +302,9 @@ class BilevelSearch:
         weights: what the reward scores is exactly what derivation would build."""
         net = DerivedNetwork(genotype, width_mult=1.0,
                              num_joints=self.info.num_joints).to(self.device)
-        copy_supernet_weights(net, self.supernet)
+        if self._supernet_tensors is None:  # after any .to(): the live tensors
+            self._supernet_tensors = supernet_tensors(self.supernet)
+        copy_supernet_weights(net, self.supernet, self._supernet_tensors)
         if self.cfg.search.channels_last:
             net.to(memory_format=torch.channels_last)
         return net
