@@ -36,7 +36,7 @@ def rescore(ranking: Path, run: Path) -> dict:
     from autopose.search_space.genotype import Genotype
 
     rec = read_json(ranking / "ranking.json", "ranking record")
-    rows = [a for a in rec["archs"] if a.get("ap") is not None]
+    rows = [a for a in rec["archs"] if a.get("AP") is not None]
     if len(rows) < 3:
         raise UserError(f"{ranking / 'ranking.json'}: archs: fewer than 3 trained architectures")
     ckpt = load_search_checkpoint(run)
@@ -48,11 +48,13 @@ def rescore(ranking: Path, run: Path) -> dict:
     torch.set_num_threads(max(1, search.cfg.search.reward_threads or 1))
     rewards = []
     for a in rows:
-        genotype = Genotype.from_dict(a["genotype_dict"], f"{ranking} {a['name']}")
+        # ranking.py writes each architecture's genotype beside its stages: read it from this
+        # folder, whatever path the record was written under.
+        genotype = Genotype.load(ranking / a["name"] / "genotype.json")
         rewards.append(search.evaluate_genotype(genotype))
         print(f"rescore: {a['name']} {a['scale_vectors']}: reward {rewards[-1]:.4f} "
-              f"(ranking's {a['reward']:.4f}), AP {a['ap']:.3f}", flush=True)
-    ap = [a["ap"] for a in rows]
+              f"(ranking's {a['reward']:.4f}), AP {a['AP']:.3f}", flush=True)
+    ap = [a["AP"] for a in rows]
     stats = rank_statistics({"rescored": rewards, "ranking": [a["reward"] for a in rows]}, ap,
                             BOOTSTRAP, 0)
     return {"search": str(run), "ranking": str(ranking), "rewards": rewards, "ap": ap,

@@ -160,6 +160,21 @@ def test_rewards_are_those_of_the_search(quick, tmp_path):
     assert rows[0]["reward"] == pytest.approx(recorded[0], rel=1e-6, abs=1e-9)
 
 
+def test_rescore_on_the_rankings_own_search_reproduces_its_rewards(quick):
+    """bench/rescore.py reads ranking.json and each arch_XX/genotype.json: scored on the
+    supernet that made the ranking, every reward is the ranking's own."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(RANKING.parent / "rescore.py"), "--ranking",
+                           str(quick["out"]), "--search", str(quick["run"])], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = json.loads((quick["out"] / f"rescore-{quick['run'].name}.json").read_text())
+    rows = [a for a in quick["ranking"]["archs"] if a.get("AP") is not None]
+    assert out["names"] == [a["name"] for a in rows]
+    assert out["rewards"] == pytest.approx([a["reward"] for a in rows], rel=1e-6, abs=1e-9)
+    assert out["ap"] == [a["AP"] for a in rows]
+
+
 def test_each_architecture_is_trained_tested_and_measured(quick):
     out, rows = quick["out"], quick["ranking"]["archs"]
     for r in rows:
