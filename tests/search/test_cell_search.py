@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from autopose.config import DEFAULT_CONFIG, load_config
 from autopose.engine import optim
 from autopose.search_space.cells import EdgeChoices, MixedEdge
-from autopose.search.bilevel import expected_cost, op_costs
+from autopose.search.bilevel import alpha_objective, expected_cost, op_costs
 from autopose.search_space.ops import OPS, _max_pool_3x3
 from autopose.search_space.supernet import SampledOps
 
@@ -56,8 +56,8 @@ def planted_search(target_op: str, seed: int = 0, relaxed: bool = True,
                       "skip": lambda t: t}[target_op](x)
         outs = [edge(x, choices.weights[e], choices.index(e)) for e, edge in enumerate(edges)]
         loss = sum(F.mse_loss(y, target) for y in outs) / EDGES
-        if choices.relaxed and w_cost > 0:  # as BilevelSearch._step's alpha step
-            loss = loss * (1 + w_cost * expected_cost(SampledOps(choices, None), cost))
+        if choices.relaxed:  # the alpha step's objective, as BilevelSearch._step's
+            loss = alpha_objective(loss, SampledOps(choices, None), cost, w_cost)
         return loss
 
     for step in range(steps):

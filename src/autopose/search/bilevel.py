@@ -176,8 +176,10 @@ class BilevelSearch:
         if s.channels_last:
             self.supernet.to(memory_format=torch.channels_last)
         self.w_opt = optim.adam(self.supernet.weight_parameters(), s.weight_lr)
-        self.op_cost = op_costs(self.supernet.ops)
-        self._supernet_tensors: SupernetTensors | None = None
+        self.op_cost = op_costs(self.supernet.ops).to(self.device)
+        # Taken once: optimiser steps, load_state_dict and the buffer broadcasts all update
+        # these tensors in place.
+        self._supernet_tensors: SupernetTensors = supernet_tensors(self.supernet)
         self.a_opt = optim.adam(self.supernet.arch_parameters(), s.alpha_lr,
                                 tuple(s.alpha_betas), s.alpha_weight_decay)
         self.controller = Controller(cfg.model.num_stages, len(cfg.model.branch_channels),
@@ -302,8 +304,6 @@ class BilevelSearch:
         weights: what the reward scores is exactly what derivation would build."""
         net = DerivedNetwork(genotype, width_mult=1.0,
                              num_joints=self.info.num_joints).to(self.device)
-        if self._supernet_tensors is None:  # after any .to(): the live tensors
-            self._supernet_tensors = supernet_tensors(self.supernet)
         copy_supernet_weights(net, self.supernet, self._supernet_tensors)
         if self.cfg.search.channels_last:
             net.to(memory_format=torch.channels_last)
@@ -361,12 +361,8 @@ class BilevelSearch:
         target_weight = batch["target_weight"].to(self.device)
         loss = joints_mse_loss(pred, target, target_weight)
         zero = joints_mse_loss(torch.zeros_like(target), target, target_weight)
-        objective = loss
-        if relaxed and self.cfg.search.alpha_cost_weight > 0:
-            # FBNet-style multiplicative cost: scale-free, so the weight reads as "an all
-            # 5x5-convolution cell is worth (1 + weight) times the loss".
-            objective = loss * (1 + self.cfg.search.alpha_cost_weight
-                                * expected_cost(ops, self.op_cost.to(loss.device)))
+        objective = (alpha_objective(loss, ops, self.op_cost, self.cfg.search.alpha_cost_weight)
+                     if relaxed else loss)
         self.supernet.zero_grad(set_to_none=True)
         objective.backward()
         losses = torch.stack([loss.detach(), zero])
@@ -604,3 +600,13 @@ def expected_cost(ops: SampledOps, cost: torch.Tensor) -> torch.Tensor:
     kind's edges, then over the kinds; differentiable in the alphas through the weights."""
     kinds = [c for c in (ops.individual, ops.aggregation) if c is not None]
     return torch.stack([(c.weights @ cost).mean() for c in kinds]).mean()
+
+
+def alpha_objective(loss: torch.Tensor, ops: SampledOps, cost: torch.Tensor,
+                    weight: float) -> torch.Tensor:
+    """What the alpha step minimises: ``loss x (1 + weight x expected_cost)``. FBNet-style and
+    multiplicative, so scale-free: an all-costliest-op cell is worth (1 + weight) times the
+    loss. ``weight`` 0 is the paper's objective, the loss itself."""
+    if weight <= 0:
+        return loss
+    return loss * (1 + weight * expected_cost(ops, cost))
