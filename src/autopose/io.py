@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +44,11 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     return write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def default_run_dir(kind: str) -> Path:
+    """``runs/<kind>/<YYYYmmdd-HHMMSS>``: the run folder of a command given no ``--out``."""
+    return Path("runs") / kind / time.strftime("%Y%m%d-%H%M%S")
 
 
 def read_json(path: str | Path, what: str) -> Any:

@@ -91,7 +91,7 @@ def test_load_batches_part_is_that_share_of_the_whole(coco_mini, n):
     """A process's share of the evaluation batches (the search reward's) is decoded alone
     and equals its slice of the whole split's batches."""
     from autopose.config import load_config
-    from autopose.engine.tester import build_eval_set, load_batches
+    from autopose.evaluation.pipeline import build_eval_set, load_batches
 
     ov = val_overrides(coco_mini["images"], coco_mini["ann"],
                        **{"test.batch_size": 3, "data.input_size": "[64,48]"})

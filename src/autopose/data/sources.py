@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from autopose.config import Config, SplitConfig
+from autopose.data.formats import FORMATS
 
 
 def synthetic_split(root: Path, split: str) -> tuple[str, str]:
@@ -20,7 +21,9 @@ def resolve_data(cfg: Config) -> Config:
     default) gets the synthetic set for both splits.
     """
     d = cfg.data
-    if d.format != "coco" or d.train.ann or d.val.ann:
+    # An unknown format is left for the loaders to reject (naming the field).
+    fmt = FORMATS.get(d.format)
+    if fmt is None or not fmt.synthetic_default or d.train.ann or d.val.ann:
         return cfg
     from autopose.data.synthetic import ensure_synthetic
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from autopose.config import Config, config_from_dict, to_dict
+from autopose.data.formats import FORMATS
 from autopose.data.keypoints import KeypointInfo
 from autopose.errors import UserError
 from autopose.io import atomic_write, git_commit, versions
@@ -309,12 +310,11 @@ def load_model_for_test(checkpoint: str | Path | None, cfg: Config,
     device = device or default_device()
     model, ckpt = load_model(checkpoint, device)
     k = ckpt["arch"]["num_joints"]
-    if cfg.data.format == "mpii" and k != 16:
+    fmt = FORMATS.get(cfg.data.format)  # an unknown format was rejected with the val split
+    mismatch = fmt.joints_mismatch(k, cfg.data) if fmt is not None else None
+    if mismatch is not None:
         raise UserError(f"{checkpoint}: arch.num_joints: the model predicts {k} joints; "
-                        "MPII has 16")
-    if cfg.data.format == "coco" and cfg.data.keypoints.flip_pairs is None and k != 17:
-        raise UserError(f"{checkpoint}: arch.num_joints: the model predicts {k} joints; the "
-                        "config's COCO layout has 17 (set data.keypoints for a custom layout)")
+                        f"{mismatch}")
     if not quiet:
         print(f"autopose: {checkpoint}: {describe_arch(ckpt['arch'])}, epoch "
               f"{ckpt['meta'].get('epoch')}")

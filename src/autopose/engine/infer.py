@@ -3,7 +3,7 @@
 Each person box is cropped, predicted (with flip test when the checkpoint's config says so),
 decoded and mapped back exactly as ``autopose test`` does it: the same
 :class:`~autopose.data.topdown.TopDownDataset` crops and the same
-:func:`~autopose.engine.tester.predict`. Boxes come from, in this order:
+:func:`~autopose.evaluation.pipeline.predict`. Boxes come from, in this order:
 
 * ``--boxes DET.json``: person detections in the COCO results format
   (``[{"image_id": 785, "bbox": [x, y, w, h], "score": 0.98}, ...]``; an entry may name its
@@ -20,7 +20,6 @@ person's box, skeleton and keypoint scores drawn, and ``results.json``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,8 @@ from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import box_to_center_scale
 from autopose.errors import UserError
 from autopose.evaluation.nms import oks_nms
-from autopose.io import atomic_write, run_record, write_json
+from autopose.evaluation.pipeline import EvalSet, network_heatmaps, predict
+from autopose.io import atomic_write, default_run_dir, run_record, write_json
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -178,7 +178,6 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
                       overrides: list[str] | None = None) -> dict[str, Any]:
     """``autopose infer``; returns ``{"results": [...], "images": [...], "pngs": [...]}``."""
     from autopose.engine.checkpoint import checkpoint_config, keypoints_from_dict, load_model
-    from autopose.engine.tester import EvalSet, network_heatmaps, predict
 
     if boxes is not None and box is not None:
         raise UserError("autopose infer: give --boxes or --box, not both")
@@ -190,7 +189,7 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
     info = keypoints_from_dict(ckpt["keypoints"], str(checkpoint))
     device = next(model.parameters()).device
     dets = read_boxes(Path(boxes), ids, paths, min_score) if boxes is not None else None
-    out = Path(out) if out else Path("runs") / "infer" / time.strftime("%Y%m%d-%H%M%S")
+    out = Path(out) if out else default_run_dir("infer")
 
     h_in, w_in = cfg.data.input_size
     k = info.num_joints
@@ -216,7 +215,8 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
     people_by_image: dict[int, list[dict[str, Any]]] = {}
     if records:
         ds = TopDownDataset(records, info, cfg.data, train=False, seed=cfg.seed)
-        eval_set = EvalSet(ds, info, Path(""), "coco")
+        # Only predicted, never scored: no annotation file.
+        eval_set = EvalSet(ds, info, Path(""), cfg.data.format)
         preds = predict(eval_set, network_heatmaps(model, device), cfg)
         scores = instance_scores(preds.maxvals, preds.box_scores, cfg.test.in_vis_thre)
         kpts = np.concatenate([preds.coords, preds.maxvals[..., None]], axis=-1)

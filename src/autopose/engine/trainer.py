@@ -2,7 +2,7 @@
 
 Paper section 4.2 and SPEC section 4: Adam, a multi-step schedule, the weighted heatmap MSE
 (0.5 x mean, HRNet's JointsMSELoss), validation every ``train.val_every`` epochs scored by
-:func:`autopose.engine.tester.evaluate` (AP, or PCKh Mean on MPII).
+:func:`autopose.evaluation.pipeline.evaluate` (AP, or PCKh Mean on MPII).
 
 A run folder holds::
 
@@ -46,7 +46,7 @@ from torch import nn
 from tqdm import tqdm
 
 from autopose.config import Config, DEFAULT_CONFIG, dump_config, load_config, to_dict
-from autopose.data.keypoints import MPII16, KeypointInfo
+from autopose.data.formats import dataset_format
 from autopose.data.loader import iterate, make_loader
 from autopose.data.sampler import ResumableSampler
 from autopose.data.sources import resolve_data
@@ -58,7 +58,9 @@ from autopose.engine import optim
 from autopose.engine.distributed import DistInfo
 from autopose.engine.loss import joints_mse_loss
 from autopose.errors import UserError
-from autopose.io import run_record, write_json, write_text
+from autopose.evaluation.coco_metric import format_table
+from autopose.evaluation.pipeline import build_eval_set, evaluate, network_heatmaps
+from autopose.io import default_run_dir, run_record, write_json, write_text
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -169,21 +171,6 @@ def check_train_config(cfg: Config, world_size: int) -> None:
                         f"{world_size} processes (it is the total over all of them)")
 
 
-def load_train_set(cfg: Config, quiet: bool = False) -> tuple[list[Any], KeypointInfo]:
-    """Person records and keypoint layout of ``data.train``."""
-    d = cfg.data
-    if d.format == "coco":
-        from autopose.data.coco import load_coco
-
-        s = load_coco(d.train, d, "train", quiet=quiet)
-        return s.records, s.info
-    if d.format == "mpii":
-        from autopose.data.mpii import load_mpii
-
-        return load_mpii(d.train, d, "train", quiet=quiet), MPII16
-    raise UserError(f"config: data.format: unknown format {d.format!r} (coco | mpii)")
-
-
 def resolve_arch(source: ArchSource, cfg: Config, num_joints: int) -> dict[str, Any]:
     """The checkpoint ``arch`` entry of the network to train."""
     if (source.genotype is None) == (source.model is None):
@@ -221,10 +208,6 @@ def _autocast(cfg: Config, device: torch.device) -> Any:
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _best_metric(cfg: Config) -> str:
-    return "Mean" if cfg.data.format == "mpii" else "AP"
-
-
 # ---------------------------------------------------------------------------- the loop
 
 
@@ -244,7 +227,8 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
 
-        records, self.info = load_train_set(cfg, quiet=not dist.is_main)
+        self.format = dataset_format(cfg.data.format)
+        records, self.info = self.format.load_train(cfg.data, not dist.is_main)
         # A genotype or baseline name becomes an arch entry once the joints are known.
         if isinstance(arch, ArchSource):
             arch = resolve_arch(arch, cfg, self.info.num_joints)
@@ -259,8 +243,6 @@ class Trainer:
         if self.iters_per_epoch < 1:
             raise UserError(f"config: train.batch_size: {cfg.train.batch_size} is larger than "
                             f"the {len(records)} training instances")
-        from autopose.engine.tester import build_eval_set
-
         # Every process predicts a share of the val split (rank 0 scores it).
         self.eval_set = build_eval_set(cfg, quiet=not dist.is_main)
 
@@ -268,7 +250,8 @@ class Trainer:
         # broadcasts rank 0's at construction).
         torch.manual_seed(cfg.seed)
         net = ckpt_mod.build_model(arch, "arch")
-        self.state = _State(best={"metric": _best_metric(cfg), "value": None, "epoch": None})
+        self.state = _State(best={"metric": self.format.best_metric, "value": None,
+                                  "epoch": None})
         if resume_ckpt is not None:
             net.load_state_dict(resume_ckpt["model"])
         net.to(self.device)
@@ -374,7 +357,7 @@ class Trainer:
         write_text(self.out / "log.jsonl", text)
         from autopose.viz.training import plot_training
 
-        plot_training(self.state.log, self.out / "training.png", _best_metric(self.cfg),
+        plot_training(self.state.log, self.out / "training.png", self.format.best_metric,
                       title=f"{ckpt_mod.describe_arch(self.arch)} - {self.out.name}")
 
     def _open_writer(self) -> None:
@@ -391,8 +374,6 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Score the val split with the current weights: every process predicts its share
         of the boxes, rank 0 scores them all, every process gets the metrics."""
-        from autopose.engine.tester import evaluate, network_heatmaps
-
         # The unwrapped network: a DDP forward would broadcast buffers, a collective that
         # processes with different numbers of val batches would not match.
         self.net.eval()
@@ -426,10 +407,8 @@ class Trainer:
         if self.dist.is_main:
             write_json(self.out / "metrics.json", {"final": final, "best": s.best,
                                                    "epochs": s.epoch})
-            from autopose.evaluation.coco_metric import format_table
-
             if final:
-                print(format_table(final, percent=cfg.data.format == "mpii"))
+                print(format_table(final, percent=self.format.percent))
             print(f"best {s.best['metric']} {s.best['value']} at epoch {s.best['epoch']}; "
                   f"run folder: {self.out}")
         return TrainResult(self.net, final, dict(s.best), self.out)
@@ -550,10 +529,6 @@ class Trainer:
 # ---------------------------------------------------------------------------- entry points
 
 
-def default_out() -> Path:
-    return Path("runs") / "train" / time.strftime("%Y%m%d-%H%M%S")
-
-
 def prepare(config: Path | None, overrides: list[str], source: ArchSource, out: Path | None,
             resume: bool) -> tuple[Config, dict[str, Any] | ArchSource, Path,
                                    dict[str, Any] | None]:
@@ -585,7 +560,7 @@ def prepare(config: Path | None, overrides: list[str], source: ArchSource, out: 
                 raise UserError(f"{path}: arch: differs from the --genotype/--model given")
         return cfg, arch, out, ckpt
     cfg = resolve_data(load_config(config or DEFAULT_CONFIG, overrides))
-    out = out or default_out()
+    out = out or default_run_dir("train")
     if (out / LAST).exists():
         raise UserError(f"{out}: already holds a training run ({LAST}); add --resume to "
                         "continue it, or give a new --out")
@@ -605,7 +580,7 @@ def train(config: Path | None, overrides: list[str], source: ArchSource, out: Pa
     try:
         if dist.distributed:
             # One run folder for all ranks: rank 0's (its default has a timestamp).
-            out = dist_mod.broadcast_object(out or default_out())
+            out = dist_mod.broadcast_object(out or default_run_dir("train"))
         cfg, arch, out, ckpt = prepare(config, overrides, source, out, resume)
         trainer = Trainer(cfg, arch, out, dist, resume_ckpt=ckpt, progress=progress)
         return trainer.run(resumed=ckpt is not None)

@@ -20,10 +20,10 @@ from torch import nn
 
 from autopose.config import Config
 from autopose.data.transforms import normalize_batch
-from autopose.engine.tester import (EvalSet, Predictions, gather_predictions, load_batches,
-                                   predict, score)
 from autopose.errors import UserError
 from autopose.evaluation.oks import oks
+from autopose.evaluation.pipeline import (EvalSet, Predictions, gather_predictions,
+                                          load_batches, predict, score)
 
 
 @contextlib.contextmanager

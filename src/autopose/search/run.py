@@ -11,7 +11,7 @@ import torch
 from autopose.config import Config, dump_config
 from autopose.engine import distributed as ddp
 from autopose.errors import UserError
-from autopose.io import run_record, write_json, write_text
+from autopose.io import default_run_dir, run_record, write_json, write_text
 from autopose.search.bilevel import BilevelSearch
 from autopose.search.checkpoint import CHECKPOINT
 
@@ -24,8 +24,6 @@ def run_search_command(cfg: Config, out_dir: Path | None, strategy: str = "autop
                        resume: bool = False, seed: int | None = None,
                        progress: bool = True) -> Path:
     """Search, derive and write the run folder; returns the genotype's path."""
-    from autopose.engine.tester import default_run_dir
-
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=seed)
     info = ddp.init_distributed()
