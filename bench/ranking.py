@@ -349,7 +349,8 @@ def rewards_stage(plan: Plan, counter: Counter) -> dict[str, Any]:
 def compute_rewards(plan: Plan) -> dict[str, Any]:
     import torch
 
-    from autopose.search.bilevel import BilevelSearch, Candidate
+    from autopose.search.bilevel import BilevelSearch
+    from autopose.search.candidates import Candidate
     from autopose.search.checkpoint import load_search_checkpoint
     from autopose.search_space.genotype import Genotype
 

@@ -264,7 +264,8 @@ def test_random_search_rescores_its_pool_on_the_final_weights(tiny_set, tmp_path
     """Random search's pool was scored on supernets of different ages: derive() scores every
     pool candidate again before it picks."""
     from autopose.config import load_config
-    from autopose.search.bilevel import BilevelSearch, _cand_to_dict
+    from autopose.search.bilevel import BilevelSearch
+    from autopose.search.candidates import candidate_to_dict as _cand_to_dict
 
     cfg = load_config(None, tiny(tiny_set, **{"search.derive_samples": 0}))
     search = BilevelSearch(cfg, tmp_path / "run", strategy="random", progress=False)

@@ -3,6 +3,9 @@ random search) or by the ablations' rules."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
 
@@ -28,3 +31,35 @@ def all_branches(stages: int, branches: int) -> torch.Tensor:
 def key(scale_vectors: torch.Tensor) -> tuple[tuple[int, ...], ...]:
     """A hashable form of scale vectors."""
     return tuple(tuple(int(b) for b in row) for row in scale_vectors.tolist())
+
+
+@dataclass(frozen=True)
+class BranchSpace:
+    """The network-level search space: ``stages`` x ``branches`` scale vectors, each bit free
+    or (``single_branch``) at most one branch per stage; ``fixed`` (``search.branches: all``)
+    leaves one member, every branch on."""
+
+    stages: int
+    branches: int
+    single_branch: bool = False
+    fixed: bool = False
+
+    @property
+    def searched(self) -> bool:
+        """Whether there is a network level to learn (False for the fixed space)."""
+        return not self.fixed
+
+    def uniform(self, generator: torch.Generator) -> torch.Tensor:
+        """``(S, B)`` bool, uniform over the space; the fixed space's one member draws
+        nothing from ``generator``."""
+        if self.fixed:
+            return all_branches(self.stages, self.branches)
+        return uniform_scale_vectors(self.stages, self.branches, self.single_branch, generator)
+
+    def uniform_entropy(self) -> float:
+        """Entropy (nats) of the uniform distribution over the space: the most any policy
+        over it can have; 0 for the fixed space."""
+        if self.fixed:
+            return 0.0
+        per = math.log(self.branches + 1) if self.single_branch else self.branches * math.log(2)
+        return self.stages * per

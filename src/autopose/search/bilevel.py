@@ -14,13 +14,17 @@ controller M times by REINFORCE, each update on N architectures rewarded by the 
 mean OKS) of the network derivation would build for them, with the shared weights, on a
 held-out slice. ``--strategy random`` keeps the budget and the evaluation and replaces both
 learners by uniform sampling; it re-scores its whole pool on the final weights before it picks.
+
+``BilevelSearch`` owns the loop and the search state; what differs between the strategies
+(what a step samples, what the end of a period learns, what derivation picks from) is asked of
+its ``Strategy`` (``search/strategies.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from autopose.config import Config, dump_config
-from autopose.data.coco import load_coco
+from autopose.config import Config, SearchConfig, dump_config
 from autopose.data.loader import iterate, make_loader
-from autopose.data.sampler import ResumableSampler
 from autopose.data.sources import resolve_data
-from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import normalize_batch
 from autopose.engine import distributed as ddp
 from autopose.engine import optim
@@ -44,25 +45,15 @@ from autopose.models.derived import (DerivedNetwork, SupernetTensors, copy_super
                                      supernet_tensors)
 from autopose.models.flops import count_macs
 from autopose.search import architectures as archs
+from autopose.search.candidates import Candidate, arch_key
 from autopose.search.checkpoint import load_search_checkpoint, save_search_checkpoint
-from autopose.search.controller import Controller, Reinforce, policy_entropy
+from autopose.search.controller import Controller, Reinforce
+from autopose.search.data import build_search_data
 from autopose.search.reward import RewardEvaluator
-from autopose.search.splits import split_records, write_subset_annotations
+from autopose.search.strategies import Strategy, check_strategy, make_strategy
 from autopose.search_space.genotype import Genotype, derive_genotype
 from autopose.search_space.ops import OPS
 from autopose.search_space.supernet import SampledOps, Supernet
-
-STRATEGIES = ("autopose", "random")
-
-
-@dataclass
-class Candidate:
-    """A network-level architecture with the cell alphas it is evaluated and derived with."""
-
-    scale_vectors: torch.Tensor  # (S, B) bool
-    alpha_individual: torch.Tensor
-    alpha_aggregation: torch.Tensor | None
-    reward: float | None = None
 
 
 @dataclass
@@ -80,6 +71,30 @@ class SearchState:
     controller_start: int | None = None
 
 
+def check_search_config(s: SearchConfig) -> None:
+    """The ``search`` section's choices and ranges."""
+    if s.branches not in ("search", "all"):
+        raise UserError(f"config: search.branches: expected search or all, got {s.branches!r}")
+    if s.weight_sampling not in ("policy", "uniform"):
+        raise UserError("config: search.weight_sampling: expected policy or uniform, got "
+                        f"{s.weight_sampling!r}")
+    if s.reward not in ("ap", "oks"):
+        raise UserError(f"config: search.reward: expected ap or oks, got {s.reward!r}")
+    if s.reward_split not in ("train", "val"):
+        raise UserError(f"config: search.reward_split: expected train or val, got {s.reward_split!r}")
+    if s.threads < 0:
+        raise UserError(f"config: search.threads: must be >= 0 (0: torch's default), "
+                        f"got {s.threads}")
+    if s.alpha_lr_schedule not in ("constant", "cosine"):
+        raise UserError("config: search.alpha_lr_schedule: expected constant or cosine, got "
+                        f"{s.alpha_lr_schedule!r}")
+    if s.reward_threads < 0:
+        raise UserError(f"config: search.reward_threads: must be >= 0 (0: search.threads), "
+                        f"got {s.reward_threads}")
+    if s.alpha_every < 1:
+        raise UserError(f"config: search.alpha_every: must be >= 1, got {s.alpha_every}")
+
+
 def alpha_entropy(alpha: torch.Tensor | None) -> float | None:
     """Mean over edges of the entropy (nats) of the op distribution softmax(alpha)."""
     if alpha is None:
@@ -89,90 +104,38 @@ def alpha_entropy(alpha: torch.Tensor | None) -> float | None:
 
 
 class BilevelSearch:
-    """One search run in ``out``: build, (resume,) run, derive."""
+    """One search run in ``out``: build, (resume,) run, derive. The ``strategy`` decides
+    what the loop samples, learns and derives from (``search/strategies.py``)."""
 
     def __init__(self, cfg: Config, out: Path, strategy: str = "autopose",
                  dist_info: ddp.DistInfo | None = None, progress: bool = True):
-        if strategy not in STRATEGIES:
-            raise UserError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        s = cfg.search
-        if s.branches not in ("search", "all"):
-            raise UserError(f"config: search.branches: expected search or all, got {s.branches!r}")
-        if s.weight_sampling not in ("policy", "uniform"):
-            raise UserError("config: search.weight_sampling: expected policy or uniform, got "
-                            f"{s.weight_sampling!r}")
-        if s.reward not in ("ap", "oks"):
-            raise UserError(f"config: search.reward: expected ap or oks, got {s.reward!r}")
-        if s.reward_split not in ("train", "val"):
-            raise UserError(f"config: search.reward_split: expected train or val, got {s.reward_split!r}")
-        if s.threads < 0:
-            raise UserError(f"config: search.threads: must be >= 0 (0: torch's default), "
-                            f"got {s.threads}")
-        if s.alpha_lr_schedule not in ("constant", "cosine"):
-            raise UserError("config: search.alpha_lr_schedule: expected constant or cosine, got "
-                            f"{s.alpha_lr_schedule!r}")
-        if s.reward_threads < 0:
-            raise UserError(f"config: search.reward_threads: must be >= 0 (0: search.threads), "
-                            f"got {s.reward_threads}")
-        if s.alpha_every < 1:
-            raise UserError(f"config: search.alpha_every: must be >= 1, got {s.alpha_every}")
-        if s.threads > 0:
-            torch.set_num_threads(s.threads)
+        check_strategy(strategy)
+        check_search_config(cfg.search)
+        if cfg.search.threads > 0:
+            torch.set_num_threads(cfg.search.threads)
         self.cfg = resolve_data(cfg)
         self.out = Path(out)
-        self.strategy = strategy
+        self.strategy_name = strategy  # the --strategy value, recorded in the checkpoint
         # Under torchrun every rank runs this same search on its share of each batch:
         # gradients are averaged, rank 0's architecture choices are broadcast, and rewards
         # are scored on every rank's predictions together, so all ranks stay identical.
         self.dist = dist_info or ddp.DistInfo(0, 1, 0, ddp.default_device())
         self.device = self.dist.device
         self.progress = progress and self.dist.is_main
-        self._build()
 
-    # ------------------------------------------------------------------ construction
-
-    def _search_data_cfg(self):
-        d = self.cfg.data
-        size = self.cfg.search.input_size or d.input_size
-        return dataclasses.replace(d, input_size=list(size))
-
-    def _build(self) -> None:
-        cfg, s = self.cfg, self.cfg.search
+        cfg, s, m = self.cfg, self.cfg.search, self.cfg.model
+        # Seeded before anything is built: the supernet's and the controller's
+        # initialisation, below in this order, draw from the global RNG.
         torch.manual_seed(cfg.seed)
-        data = self._search_data_cfg()
-        train = load_coco(cfg.data.train, data, "train")
-        splits = split_records(train.records, s.reward_fraction, cfg.seed,
-                               hold_out_reward=s.reward_split == "train")
-        if not splits.weight or not splits.arch:
-            raise UserError(f"{cfg.data.train.ann}: too few images to split into weight and "
-                            "arch halves")
-        self.info = train.info
-        self.weight_set = TopDownDataset(splits.weight, train.info, data, train=True, seed=cfg.seed)
-        self.arch_set = TopDownDataset(splits.arch, train.info, data, train=True, seed=cfg.seed + 1)
-        rank, world = self.dist.rank, self.dist.world_size
-        self.weight_sampler = ResumableSampler(self.weight_set, world, rank, cfg.seed)
-        self.arch_sampler = ResumableSampler(self.arch_set, world, rank, cfg.seed + 1)
-        per_rank = min(self.weight_sampler.num_samples, self.arch_sampler.num_samples)
-        self.iters_per_epoch = per_rank // s.batch_size
-        if s.iters_per_epoch > 0:
-            self.iters_per_epoch = min(self.iters_per_epoch, s.iters_per_epoch)
-        if self.iters_per_epoch == 0:
-            raise UserError(f"config: search.batch_size: {s.batch_size} is more than the "
-                            f"{per_rank} persons of a half (per process)")
+        data = build_search_data(cfg, self.out, self.dist)
+        self.info = data.info
+        self.weight_set, self.arch_set = data.weight_set, data.arch_set
+        self.weight_sampler, self.arch_sampler = data.weight_sampler, data.arch_sampler
+        self.iters_per_epoch = data.iters_per_epoch
+        self.reward = RewardEvaluator(data.reward_set, data.reward_cfg, self.device,
+                                      self.dist.rank, self.dist.world_size)
 
-        reward_cfg = dataclasses.replace(cfg, data=data)
-        if s.reward_split == "train":
-            ann = self.out / "search_val_ann.json"
-            if self.dist.is_main:
-                write_subset_annotations(cfg.data.train.ann, splits.reward_image_ids, ann)
-            ddp.barrier()
-            reward_set = EvalSet(TopDownDataset(splits.reward, train.info, data, train=False),
-                                 train.info, ann, "coco")
-        else:
-            reward_set = build_eval_set(reward_cfg)
-        self.reward = RewardEvaluator(reward_set, reward_cfg, self.device, rank, world)
-
-        self.supernet = Supernet(cfg.model, train.info.num_joints).to(self.device)
+        self.supernet = Supernet(m, self.info.num_joints).to(self.device)
         if s.channels_last:
             self.supernet.to(memory_format=torch.channels_last)
         self.w_opt = optim.adam(self.supernet.weight_parameters(), s.weight_lr)
@@ -182,17 +145,22 @@ class BilevelSearch:
         self._supernet_tensors: SupernetTensors = supernet_tensors(self.supernet)
         self.a_opt = optim.adam(self.supernet.arch_parameters(), s.alpha_lr,
                                 tuple(s.alpha_betas), s.alpha_weight_decay)
-        self.controller = Controller(cfg.model.num_stages, len(cfg.model.branch_channels),
-                                     s.controller, single_branch=s.single_branch)
+        # Built (and checkpointed) whatever the strategy: its initialisation draws from the
+        # global RNG, which every later draw follows.
+        self.controller = Controller(m.num_stages, len(m.branch_channels), s.controller,
+                                     single_branch=s.single_branch)
         self.rl = Reinforce(self.controller, s.controller)
         self.arch_gen = torch.Generator().manual_seed(cfg.seed)
+        self.space = archs.BranchSpace(m.num_stages, len(m.branch_channels), s.single_branch,
+                                       fixed=s.branches == "all")
         self.state = SearchState()
+        self.strategy: Strategy = make_strategy(strategy, self)
 
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "config": dump_config(self.cfg), "strategy": self.strategy,
+            "config": dump_config(self.cfg), "strategy": self.strategy_name,
             "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
             "a_opt": self.a_opt.state_dict(), "controller": self.controller.state_dict(),
             "rl": self.rl.state_dict(), "arch_gen": self.arch_gen.get_state(),
@@ -203,7 +171,8 @@ class BilevelSearch:
         }
 
     def load_state_dict(self, ckpt: dict[str, Any], source: Path) -> None:
-        if ckpt.get("config") != dump_config(self.cfg) or ckpt.get("strategy") != self.strategy:
+        if (ckpt.get("config") != dump_config(self.cfg)
+                or ckpt.get("strategy") != self.strategy_name):
             raise UserError(f"{source}: --resume: the checkpoint was made with another config or "
                             "strategy (compare its config.yaml)")
         saved = ckpt.get("world_size")  # absent in checkpoints written before it was recorded
@@ -240,15 +209,6 @@ class BilevelSearch:
 
     # ------------------------------------------------------------------ architectures
 
-    def _learning(self, epoch: int) -> bool:
-        """Whether the warm-up is over by ``epoch``: the controller learns (AutoPose), or
-        random search evaluates, at the end of this period."""
-        start = self.state.controller_start
-        return self.cfg.search.branches == "search" and start is not None and epoch >= start
-
-    def _controller_active(self, epoch: int) -> bool:
-        return self.strategy == "autopose" and self._learning(epoch)
-
     def warm_up_over(self, epoch: int, loss_ratio: float) -> bool:
         """The end of the warm-up, decided at the end of period ``epoch``: not before
         ``controller.start_epoch``; then once the period's weight loss is below
@@ -264,17 +224,11 @@ class BilevelSearch:
 
     def sample_scale_vectors(self, epoch: int) -> torch.Tensor:
         """The network-level architecture of one weight/alpha iteration (rank 0's)."""
-        return ddp.broadcast_object(self._sample_scale_vectors(epoch))
+        return ddp.broadcast_object(self.strategy.sample(epoch))
 
-    def _sample_scale_vectors(self, epoch: int) -> torch.Tensor:
-        m, s = self.cfg.model, self.cfg.search
-        if s.branches == "all":
-            return archs.all_branches(m.num_stages, len(m.branch_channels))
-        if self._controller_active(epoch) and s.weight_sampling == "policy":
-            with torch.no_grad():
-                return self.controller.sample(self.arch_gen).scale_vectors
-        return archs.uniform_scale_vectors(m.num_stages, len(m.branch_channels),
-                                           s.single_branch, self.arch_gen)
+    def most_likely(self) -> Candidate:
+        """The strategy's most likely architecture now, with the current cells."""
+        return self.strategy.most_likely()
 
     def current(self, scale_vectors: torch.Tensor) -> Candidate:
         """``scale_vectors`` ``(S, B)`` with the searched cells (the current alphas)."""
@@ -284,10 +238,7 @@ class BilevelSearch:
 
     def _random_candidate(self) -> Candidate:
         """Uniform over the whole space: scale vectors and (through random alphas) cells."""
-        m, s = self.cfg.model, self.cfg.search
-        sv = (archs.all_branches(m.num_stages, len(m.branch_channels)) if s.branches == "all"
-              else archs.uniform_scale_vectors(m.num_stages, len(m.branch_channels),
-                                               s.single_branch, self.arch_gen))
+        sv = self.space.uniform(self.arch_gen)
         ind = torch.rand(self.supernet.alpha_individual.shape, generator=self.arch_gen)
         agg = self.supernet.alpha_aggregation
         agg = None if agg is None else torch.rand(agg.shape, generator=self.arch_gen)
@@ -325,9 +276,9 @@ class BilevelSearch:
         finally:
             torch.set_num_threads(before)
 
-    def _evaluate_cached(self, cand: Candidate, cache: dict[Any, float]) -> float:
+    def evaluate_cached(self, cand: Candidate, cache: dict[Any, float]) -> float:
         """``evaluate`` once per distinct architecture while the weights do not change."""
-        k = _arch_key(cand)
+        k = arch_key(cand)
         if k not in cache:
             cache[k] = self.evaluate(cand)
         cand.reward = cache[k]
@@ -392,6 +343,9 @@ class BilevelSearch:
         return iterate(wl), iterate(al)
 
     def run_epoch(self, epoch: int, writer) -> dict[str, Any]:
+        """Period ``epoch`` from ``state.iteration`` on: the weight (and alpha) steps, the
+        warm-up criterion, then ``end_of_epoch``; returns the period's log entry. ``writer``
+        (a TensorBoard ``SummaryWriter`` or None) gets the per-iteration scalars."""
         s = self.cfg.search
         t0 = time.time()
         self.supernet.train()
@@ -415,7 +369,7 @@ class BilevelSearch:
             z_losses.append(zero)
             step = epoch * self.iters_per_epoch + it
             # The alpha step on every alpha_every-th iteration of the whole search.
-            if self.strategy == "autopose" and step % s.alpha_every == 0:
+            if self.strategy.alpha_step and step % s.alpha_every == 0:
                 for group in self.a_opt.param_groups:
                     group["lr"] = self.alpha_lr(epoch, it)
                 a_losses.append(self._step(ab, sv, tau, self.a_opt, relaxed=True)[0])
@@ -465,94 +419,49 @@ class BilevelSearch:
         return entry
 
     def end_of_epoch(self, epoch: int) -> dict[str, Any]:
-        """Controller updates (AutoPose) or the same number of random evaluations, then the
-        reward of the most likely architecture; every reward on this period's weights."""
-        s, c = self.cfg.search, self.cfg.search.controller
-        out: dict[str, Any] = {"controller_updates": 0, "rewards": [], "baseline": None}
+        """The strategy's learning at the end of the period (controller updates, or the same
+        number of random evaluations), then the reward of the most likely architecture;
+        every reward on this period's weights."""
         cache: dict[Any, float] = {}  # the weights do not change here: same network, same reward
-        if self._controller_active(epoch):
-            for _ in range(c.updates_per_epoch):
-                svs = ddp.broadcast_object([self.controller.sample(self.arch_gen).scale_vectors
-                                            for _ in range(c.archs_per_update)])
-                rewards = [self._evaluate_cached(self.current(sv), cache) for sv in svs]
-                self.rl.update(svs, rewards)
-                out["rewards"] += rewards
-                out["controller_updates"] += 1
-            out["baseline"] = self.rl.baseline
-        elif self.strategy == "random" and self._learning(epoch):
-            for _ in range(c.updates_per_epoch * c.archs_per_update):
-                cand = self._random_candidate()
-                out["rewards"].append(self._evaluate_cached(cand, cache))
-                self.state.pool.append(_cand_to_dict(cand))
-        best = self.most_likely()
-        out["policy_entropy"] = self.policy_entropy()
+        out = self.strategy.end_of_period(epoch, cache)
+        best = self.strategy.most_likely()
+        out["policy_entropy"] = self.strategy.policy_entropy()
         out["most_likely"] = best.scale_vectors.int().tolist()
-        # During the warm-up the policy has not learnt: its most likely architecture is
-        # noise, and its reward would cost an evaluation for nothing.
-        out["most_likely_reward"] = (self._evaluate_cached(best, cache)
-                                     if self._learning(epoch) or s.branches == "all" else None)
+        out["most_likely_reward"] = (self.evaluate_cached(best, cache)
+                                     if self.strategy.rewards_most_likely(epoch) else None)
         out["distinct_evaluations"] = len(cache)
         return out
 
-    def policy_entropy(self) -> float:
-        m, s = self.cfg.model, self.cfg.search
-        if s.branches == "all":
-            return 0.0
-        if self.strategy == "random":  # uniform: the maximum
-            per = math.log(len(m.branch_channels) + 1) if s.single_branch else \
-                len(m.branch_channels) * math.log(2)
-            return m.num_stages * per
-        return policy_entropy(self.controller)
-
-    def most_likely(self) -> Candidate:
-        m = self.cfg.model
-        if self.cfg.search.branches == "all":
-            return self.current(archs.all_branches(m.num_stages, len(m.branch_channels)))
-        if self.strategy == "random":
-            pool = [_cand_from_dict(d) for d in self.state.pool]
-            if pool:
-                return max(pool, key=lambda c: c.reward)
-            return self.current(archs.uniform_scale_vectors(
-                m.num_stages, len(m.branch_channels), self.cfg.search.single_branch,
-                torch.Generator().manual_seed(self.cfg.seed)))
-        with torch.no_grad():
-            return self.current(self.controller.most_likely().scale_vectors)
+    def run(self, writer=None, on_epoch: Callable[[dict[str, Any]], None] | None = None
+            ) -> tuple[Genotype, list[dict[str, Any]]]:
+        """Every period from ``state.epoch`` on, each ended by a checkpoint, then ``derive``.
+        ``on_epoch`` sees each period's log entry once it is checkpointed (on every rank)."""
+        for epoch in range(self.state.epoch, self.cfg.search.epochs):
+            entry = self.run_epoch(epoch, writer)
+            self.state.log.append(entry)
+            self.state.epoch, self.state.iteration = epoch + 1, 0
+            self.checkpoint()
+            if on_epoch is not None:
+                on_epoch(entry)
+        return self.derive()
 
     def derive(self) -> tuple[Genotype, list[dict[str, Any]]]:
-        """The final architecture: the best, on the final weights, of N sampled candidates and
-        the most likely one (AutoPose), or of the whole evaluated pool (random search: its
-        rewards came from supernets of different ages, so every one is scored again)."""
-        s = self.cfg.search
-        cands = [self.most_likely()]
-        for _ in range(s.derive_samples):
-            if self.strategy == "random":
-                cands.append(self._random_candidate())
-            elif s.branches == "all":
-                break
-            else:
-                with torch.no_grad():
-                    cands.append(self.current(self.controller.sample(self.arch_gen).scale_vectors))
-        if self.strategy == "random":
-            cands += [_cand_from_dict(d) for d in self.state.pool]
+        """The final architecture: the best, on the final weights, of the strategy's
+        candidates (AutoPose: the most likely and N samples; random search: N fresh ones and
+        its whole pool, scored again). Returns it and the table of distinct candidates."""
+        cands = self.strategy.derive_candidates()
         cache: dict[Any, float] = {}
         for c in cands:
-            self._evaluate_cached(c, cache)
+            self.evaluate_cached(c, cache)
         # Distinct candidates, in order (dicts keep the first of equal keys).
         seen: dict[Any, Candidate] = {}
         for c in cands:
-            seen.setdefault(_arch_key(c), c)
+            seen.setdefault(arch_key(c), c)
         pool = list(seen.values())
         best = max(pool, key=lambda c: c.reward)
         table = [{"scale_vectors": c.scale_vectors.int().tolist(), "reward": c.reward}
                  for c in pool]
         return self.genotype(best), table
-
-
-def _arch_key(cand: Candidate) -> tuple:
-    """What makes two candidates the same network: scale vectors and argmax ops."""
-    agg = cand.alpha_aggregation
-    return (archs.key(cand.scale_vectors), tuple(cand.alpha_individual.argmax(-1).tolist()),
-            None if agg is None else tuple(agg.argmax(-1).tolist()))
 
 
 def argmax_agreement(previous: dict[str, Any], argmax: dict[str, list[int] | None]) -> float:
@@ -566,20 +475,6 @@ def argmax_agreement(previous: dict[str, Any], argmax: dict[str, list[int] | Non
         same += sum(a == b for a, b in zip(before, now))
         total += len(now)
     return same / total if total else 1.0
-
-
-def _cand_to_dict(c: Candidate) -> dict[str, Any]:
-    return {"scale_vectors": c.scale_vectors.int().tolist(),
-            "alpha_individual": c.alpha_individual.tolist(),
-            "alpha_aggregation": None if c.alpha_aggregation is None else c.alpha_aggregation.tolist(),
-            "reward": c.reward}
-
-
-def _cand_from_dict(d: dict[str, Any]) -> Candidate:
-    agg = d["alpha_aggregation"]
-    return Candidate(torch.tensor(d["scale_vectors"], dtype=torch.bool),
-                     torch.tensor(d["alpha_individual"]),
-                     None if agg is None else torch.tensor(agg), d["reward"])
 
 
 def op_costs(ops: list[str], channels: int = 16) -> torch.Tensor:

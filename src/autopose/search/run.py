@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from autopose.config import Config, dump_config
+from autopose.config import Config, SearchConfig, dump_config
 from autopose.engine import distributed as ddp
 from autopose.errors import UserError
 from autopose.io import default_run_dir, run_record, write_json, write_text
@@ -18,6 +19,33 @@ from autopose.search.checkpoint import CHECKPOINT
 
 def _write_log(out: Path, log: list[dict]) -> None:
     write_text(out / "search_log.jsonl", "".join(json.dumps(e) + "\n" for e in log))
+
+
+def _write_scalars(writer, entry: dict[str, Any]) -> None:
+    """A period's log entry on the TensorBoard ``writer``."""
+    epoch = entry["epoch"]
+    for k in ("weight_loss", "loss_ratio", "alpha_loss", "policy_entropy",
+              "most_likely_reward", "alpha_entropy_individual",
+              "alpha_entropy_aggregation", "argmax_agreement", "baseline"):
+        if entry.get(k) is not None:
+            writer.add_scalar(f"epoch/{k}", entry[k], epoch)
+    if entry["rewards"]:
+        writer.add_scalar("epoch/mean_reward", sum(entry["rewards"]) / len(entry["rewards"]),
+                          epoch)
+
+
+def _epoch_line(entry: dict[str, Any], s: SearchConfig) -> str:
+    """The line a period's end prints."""
+    reward = entry["most_likely_reward"]
+    return (f"epoch {entry['epoch'] + 1}/{s.epochs}: loss {entry['weight_loss']:.2e} "
+            f"({entry['loss_ratio']:.2f} of an all-zero heatmap's), "
+            + (f"reward ({s.reward}) of most likely {reward:.3f}, " if reward is not None
+               else "warming up, ")
+            + f"alpha entropy {entry['alpha_entropy_individual']:.3f}"
+            + (f"/{entry['alpha_entropy_aggregation']:.3f}"
+               if entry["alpha_entropy_aggregation"] is not None else "")
+            + f", policy entropy {entry['policy_entropy']:.2f}, controller updates "
+            f"{entry['controller_updates']}, {entry['seconds']:.0f} s")
 
 
 def run_search_command(cfg: Config, out_dir: Path | None, strategy: str = "autopose",
@@ -40,6 +68,7 @@ def run_search_command(cfg: Config, out_dir: Path | None, strategy: str = "autop
 
 def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
             info: ddp.DistInfo) -> Path:
+    # Lazy: tensorboard and matplotlib are heavy, and only a search writes them.
     from torch.utils.tensorboard import SummaryWriter
 
     from autopose.viz.architecture import draw_genotype
@@ -62,37 +91,19 @@ def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
           f"halves, reward on {len(search.reward.eval_set.dataset)} persons, "
           f"device {search.device}, {info.world_size} process(es)")
     writer = SummaryWriter(str(out / "tb")) if main else None
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        if not main:
+            return
+        _write_log(out, search.state.log)
+        _write_scalars(writer, entry)
+        print(_epoch_line(entry, s))
+
     try:
-        for epoch in range(search.state.epoch, s.epochs):
-            entry = search.run_epoch(epoch, writer)
-            search.state.log.append(entry)
-            search.state.epoch, search.state.iteration = epoch + 1, 0
-            search.checkpoint()
-            if not main:
-                continue
-            _write_log(out, search.state.log)
-            for k in ("weight_loss", "loss_ratio", "alpha_loss", "policy_entropy",
-                      "most_likely_reward", "alpha_entropy_individual",
-                      "alpha_entropy_aggregation", "argmax_agreement", "baseline"):
-                if entry.get(k) is not None:
-                    writer.add_scalar(f"epoch/{k}", entry[k], epoch)
-            if entry["rewards"]:
-                writer.add_scalar("epoch/mean_reward", sum(entry["rewards"]) / len(entry["rewards"]),
-                                  epoch)
-            reward = entry["most_likely_reward"]
-            print(f"epoch {epoch + 1}/{s.epochs}: loss {entry['weight_loss']:.2e} "
-                  f"({entry['loss_ratio']:.2f} of an all-zero heatmap's), "
-                  + (f"reward ({s.reward}) of most likely {reward:.3f}, " if reward is not None
-                     else "warming up, ")
-                  + f"alpha entropy {entry['alpha_entropy_individual']:.3f}"
-                  + (f"/{entry['alpha_entropy_aggregation']:.3f}"
-                     if entry["alpha_entropy_aggregation"] is not None else "")
-                  + f", policy entropy {entry['policy_entropy']:.2f}, controller updates "
-                  f"{entry['controller_updates']}, {entry['seconds']:.0f} s")
+        genotype, table = search.run(writer, on_epoch)
     finally:
         if writer is not None:
             writer.close()
-    genotype, table = search.derive()
     path = out / "genotype.json"
     if info.distributed:
         every = [None] * info.world_size
