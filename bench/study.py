@@ -450,7 +450,7 @@ def arch_cost(arch: dict[str, Any], input_hw: tuple[int, int]) -> tuple[int, int
     """
     import torch
 
-    from autopose.engine.checkpoint import build_model
+    from autopose.models.build import build_model
     from autopose.models.flops import count_macs, count_params
 
     with torch.device("meta"):
@@ -460,7 +460,8 @@ def arch_cost(arch: dict[str, Any], input_hw: tuple[int, int]) -> tuple[int, int
 
 def checkpoint_cost(path: Path) -> dict[str, Any]:
     """GFLOPs and parameters of a checkpoint's network at its own training input size."""
-    from autopose.engine.checkpoint import describe_arch, read_checkpoint
+    from autopose.engine.checkpoint import read_checkpoint
+    from autopose.models.build import describe_arch
 
     ckpt = read_checkpoint(path)
     hw = tuple(int(v) for v in ckpt["config"]["data"]["input_size"])
@@ -473,7 +474,7 @@ def checkpoint_cost(path: Path) -> dict[str, Any]:
 def derived_macs(plan: Plan, genotype: Path, seed: int) -> tuple[int, tuple[int, int]]:
     """MACs of the network ``autopose train`` builds from ``genotype`` with the training
     config (its ``train.width_mult``), at the training input size; and that size."""
-    from autopose.engine.trainer import ArchSource, resolve_arch
+    from autopose.models.build import ArchSource, resolve_arch
 
     cfg = load_config(plan.train_config, [f"seed={seed}", *plan.train_overrides])
     hw = (int(cfg.data.input_size[0]), int(cfg.data.input_size[1]))
@@ -487,7 +488,7 @@ def match_hrnet_width(target_macs: float, input_hw: tuple[int, int]) -> tuple[fl
     MACs never decrease with the multiplier (every channel count is a non-decreasing
     function of it), so a bisection finds the grid point in about 8 counts instead of 197.
     """
-    from autopose.engine.checkpoint import arch_for_baseline
+    from autopose.models.build import arch_for_baseline
 
     cache: dict[int, int] = {}
 

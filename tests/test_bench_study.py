@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from autopose.engine.checkpoint import arch_for_baseline, build_model
+from autopose.models.build import arch_for_baseline, build_model
 from autopose.models.flops import count_macs
 
 REPO = Path(__file__).resolve().parents[1]

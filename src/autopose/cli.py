@@ -83,7 +83,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from autopose.engine.demo import run_demo
+    from autopose.demo import run_demo
 
     return run_demo(out_dir=args.out)
 

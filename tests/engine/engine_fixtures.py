@@ -103,7 +103,8 @@ def write_tiny_config(path: Path, data_root: Path, **train: object) -> Path:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_set: Path,
                     tiny_genotype: Path) -> Path:
     """best.pt of a one-epoch run on the tiny set (17 COCO joints, input 64x48)."""
-    from autopose.engine.trainer import ArchSource, train
+    from autopose.engine.trainer import train
+    from autopose.models.build import ArchSource
 
     if "checkpoint" in _CACHE:
         return _CACHE["checkpoint"]

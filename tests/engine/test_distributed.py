@@ -20,7 +20,8 @@ WORKER = textwrap.dedent("""
     import json, os, sys
     from pathlib import Path
     import torch
-    from autopose.engine.trainer import ArchSource, train
+    from autopose.engine.trainer import train
+    from autopose.models.build import ArchSource
     cfg, genotype, out, dump = sys.argv[1:5]
     res = train(Path(cfg), [], ArchSource(genotype=Path(genotype)), Path(out), progress=False)
     rank = int(os.environ["RANK"])
@@ -64,7 +65,7 @@ def test_two_process_gloo_training_ends_with_identical_weights(tiny_set, tiny_ge
     # 58 instances, 29 per rank, 4 per rank per batch: 7 batches an epoch.
     assert run["iters_per_epoch"] == 7
     # The weights moved: the ranks agree on a trained model, not on the initialisation.
-    from autopose.engine.checkpoint import build_model
+    from autopose.models.build import build_model
 
     torch.manual_seed(0)
     init = build_model(ck["arch"]).state_dict()

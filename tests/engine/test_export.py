@@ -95,7 +95,8 @@ def test_every_search_space_op_exports(tmp_path, one_thread, head_fuse):
     cannot be expressed in ONNX; the export must still match PyTorch)."""
     from autopose.config import load_config
     from autopose.data.keypoints import COCO17
-    from autopose.engine.checkpoint import arch_for_genotype, build_model, save_checkpoint
+    from autopose.engine.checkpoint import save_checkpoint
+    from autopose.models.build import arch_for_genotype, build_model
     from autopose.search_space.genotype import CellGenotype, Genotype
 
     ops = ["conv_1x1", "conv_3x3", "conv_5x5", "avg_pool_3x3", "max_pool_3x3", "skip",

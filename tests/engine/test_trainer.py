@@ -15,8 +15,9 @@ import torch
 from autopose.cli import main
 from autopose.engine.checkpoint import read_checkpoint
 from autopose.engine.loss import joints_mse_loss
-from autopose.engine.trainer import ArchSource, ResumableSampler, TrainingDiverged, train
+from autopose.engine.trainer import ResumableSampler, TrainingDiverged, train
 from autopose.errors import UserError
+from autopose.models.build import ArchSource
 from engine_fixtures import (PYTHON, one_thread, subprocess_env, tiny_genotype,  # noqa: F401
                              tiny_set, write_tiny_config)
 

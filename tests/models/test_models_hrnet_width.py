@@ -10,11 +10,11 @@ import torch
 
 from autopose.config import Config
 from autopose.data.keypoints import COCO17
-from autopose.engine.checkpoint import (arch_for_baseline, build_model, describe_arch,
-                                        load_model, save_checkpoint)
-from autopose.engine.trainer import ArchSource, resolve_arch
+from autopose.engine.checkpoint import load_model, save_checkpoint
 from autopose.errors import UserError
 from autopose.models import MODELS
+from autopose.models.build import (ArchSource, arch_for_baseline, build_model, describe_arch,
+                                   resolve_arch)
 from autopose.models.flops import count_macs, count_params
 from autopose.models.hrnet import HRNetPose, scale_channels
 

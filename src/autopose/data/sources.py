@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from autopose.config import Config, SplitConfig
+from autopose.config import Config
 from autopose.data.formats import FORMATS
 
 

@@ -6,9 +6,7 @@ function) is refused, never executed. Layout (``version`` 1)::
 
     {"format": "autopose-checkpoint", "version": 1,
      "model": state_dict,                      # unwrapped (no DDP "module." prefix)
-     "arch": {"kind": "derived", "genotype": {...}, "width_mult": 0.5, "num_joints": 17}
-          or {"kind": "baseline", "name": "hrnet_w32", "num_joints": 17},
-          # "width_mult": 0.25 as well for a width-reduced HRNet (absent: width 1)
+     "arch": {"kind": "derived" | "baseline", ...},  # autopose.models.build.ArchSpec
      "keypoints": {"dataset", "names", "flip_pairs", "sigmas", "skeleton", "upper_body",
                    "lower_body"},
      "config": {...},                          # the resolved Config as a dict
@@ -21,6 +19,7 @@ Everything is written atomically (temporary file, then rename).
 from __future__ import annotations
 
 import pickletools
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -32,84 +31,13 @@ from torch import nn
 from autopose.config import Config, config_from_dict, to_dict
 from autopose.data.formats import FORMATS
 from autopose.data.keypoints import KeypointInfo
+from autopose.engine.distributed import default_device
 from autopose.errors import UserError
 from autopose.io import atomic_write, git_commit, versions
+from autopose.models.build import build_model, describe_arch
 
 CHECKPOINT_FORMAT = "autopose-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-# ---------------------------------------------------------------------------- architecture
-
-
-def arch_for_genotype(genotype: Any, width_mult: float | None, num_joints: int) -> dict[str, Any]:
-    """The ``arch`` entry of a derived network (``width_mult`` None: the genotype's)."""
-    wm = float(genotype.width_mult if width_mult is None else width_mult)
-    return {"kind": "derived", "genotype": genotype.to_dict(), "width_mult": wm,
-            "num_joints": int(num_joints)}
-
-
-def arch_for_baseline(name: str, num_joints: int,
-                      width_mult: float | None = None) -> dict[str, Any]:
-    """The ``arch`` entry of a hand-designed baseline from :data:`autopose.models.MODELS`.
-
-    ``width_mult`` applies to the HRNets (``WIDTH_MULT_MODELS``); SimpleBaseline ignores it,
-    as it did before HRNet could be width-reduced. It is recorded only when it is not 1, so
-    a full-width run's ``arch`` is the same as before the option existed.
-    """
-    from autopose.models import MODELS, WIDTH_MULT_MODELS
-
-    if name not in MODELS:
-        raise UserError(f"--model: unknown model {name!r} (known: {', '.join(MODELS)})")
-    arch: dict[str, Any] = {"kind": "baseline", "name": name, "num_joints": int(num_joints)}
-    if width_mult is not None and float(width_mult) != 1.0 and name in WIDTH_MULT_MODELS:
-        arch["width_mult"] = float(width_mult)
-    return arch
-
-
-def build_model(arch: dict[str, Any], source: str = "<arch>") -> nn.Module:
-    """The network an ``arch`` entry describes, freshly initialised (on the CPU)."""
-    from autopose.models import MODELS, WIDTH_MULT_MODELS
-    from autopose.models.derived import build_derived
-    from autopose.search_space.genotype import Genotype
-
-    if not isinstance(arch, dict):
-        raise UserError(f"{source}: arch: expected a mapping")
-    kind = arch.get("kind")
-    k = arch.get("num_joints")
-    if not isinstance(k, int) or k < 1:
-        raise UserError(f"{source}: arch.num_joints: expected a positive integer, got {k!r}")
-    if kind == "derived":
-        genotype = Genotype.from_dict(arch.get("genotype"), f"{source}: arch.genotype")
-        wm = arch.get("width_mult")
-        if not isinstance(wm, (int, float)) or wm <= 0:
-            raise UserError(f"{source}: arch.width_mult: expected a positive number, got {wm!r}")
-        return build_derived(genotype, width_mult=float(wm), num_joints=k)
-    if kind == "baseline":
-        name = arch.get("name")
-        if name not in MODELS:
-            raise UserError(f"{source}: arch.name: unknown model {name!r} "
-                            f"(known: {', '.join(MODELS)})")
-        if "width_mult" not in arch:
-            return MODELS[name](num_joints=k)
-        wm = arch["width_mult"]
-        if not isinstance(wm, (int, float)) or isinstance(wm, bool) or not wm > 0:
-            raise UserError(f"{source}: arch.width_mult: expected a positive number, got {wm!r}")
-        if name not in WIDTH_MULT_MODELS:
-            raise UserError(f"{source}: arch.width_mult: {name} has no width multiplier "
-                            f"(only {', '.join(sorted(WIDTH_MULT_MODELS))})")
-        return MODELS[name](num_joints=k, width_mult=float(wm))
-    raise UserError(f"{source}: arch.kind: expected 'derived' or 'baseline', got {kind!r}")
-
-
-def describe_arch(arch: dict[str, Any]) -> str:
-    """One line for logs: ``derived (width 0.5, 17 joints)`` or ``hrnet_w32 (17 joints)``."""
-    if arch.get("kind") == "derived":
-        return f"derived network (width_mult {arch['width_mult']:g}, {arch['num_joints']} joints)"
-    if "width_mult" in arch:
-        return (f"{arch.get('name')} (width_mult {arch['width_mult']:g}, "
-                f"{arch.get('num_joints')} joints)")
-    return f"{arch.get('name')} ({arch.get('num_joints')} joints)"
 
 
 # ---------------------------------------------------------------------------- keypoint layout
@@ -155,8 +83,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, arch: dict[
     ``epoch``: epochs completed. ``train_state`` (optimizer, scheduler, RNG states, position in
     the epoch, log) makes the file resumable; it is left out of best-model files.
     """
-    import sys
-
     state = {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -287,8 +213,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
 def load_model(path: str | Path, device: torch.device | None = None
                ) -> tuple[nn.Module, dict[str, Any]]:
     """``(model in eval mode on device, checkpoint dict)`` for test, infer and export."""
-    from autopose.engine.distributed import default_device
-
     ckpt = read_checkpoint(path)
     model = model_from_checkpoint(ckpt, path)
     device = device or default_device()
@@ -305,8 +229,6 @@ def load_model_for_test(checkpoint: str | Path | None, cfg: Config,
     """
     if checkpoint is None:
         raise UserError("autopose test: --checkpoint is required")
-    from autopose.engine.distributed import default_device
-
     device = device or default_device()
     model, ckpt = load_model(checkpoint, device)
     k = ckpt["arch"]["num_joints"]

@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from autopose.engine.checkpoint import checkpoint_config, load_model
 from autopose.errors import UserError
 from autopose.io import atomic_write
+from autopose.models.build import describe_arch
 
 TOLERANCE = 1e-4
 OPSET = 17
@@ -103,8 +105,6 @@ def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
                        input_size: str | None = None) -> dict[str, Any]:
     """``autopose export``; returns ``{"out", "max_abs_diff", "input"}``."""
     import json
-
-    from autopose.engine.checkpoint import checkpoint_config, describe_arch, load_model
 
     if fmt != "onnx":
         raise UserError(f"--format: only onnx is supported, got {fmt!r}")

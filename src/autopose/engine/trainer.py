@@ -4,15 +4,8 @@ Paper section 4.2 and SPEC section 4: Adam, a multi-step schedule, the weighted 
 (0.5 x mean, HRNet's JointsMSELoss), validation every ``train.val_every`` epochs scored by
 :func:`autopose.evaluation.pipeline.evaluate` (AP, or PCKh Mean on MPII).
 
-A run folder holds::
-
-    config.yaml  run.json  genotype.json (derived networks)
-    last.pt      resumable: weights, optimizer, scheduler, RNG states, position, log
-    best.pt      the weights of the best validation so far (no training state)
-    log.jsonl    one line per epoch: loss, lr, seconds, validation metrics
-    metrics.json final and best validation metrics
-    training.png loss and AP curves        tb/   TensorBoard events
-    val_results.json  COCO-format predictions of the last validation
+The run folder's files are listed in :mod:`autopose.engine.train_files`; the settings are
+checked and the folder prepared (or resumed) by :mod:`autopose.engine.train_setup`.
 
 Determinism and resume. The data order of epoch ``e`` is a function of ``(seed, e)`` (a
 :class:`~torch.utils.data.DistributedSampler` seeded with ``seed``, its epoch set to ``e``)
@@ -32,93 +25,42 @@ files.
 from __future__ import annotations
 
 import math
-import random
 import sys
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from autopose.config import Config, DEFAULT_CONFIG, dump_config, load_config, to_dict
+from autopose.config import Config
 from autopose.data.formats import dataset_format
 from autopose.data.loader import iterate, make_loader
 from autopose.data.sampler import ResumableSampler
-from autopose.data.sources import resolve_data
 from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import normalize_batch
-from autopose.engine import checkpoint as ckpt_mod
 from autopose.engine import distributed as dist_mod
 from autopose.engine import optim
+from autopose.engine.checkpoint import save_checkpoint
 from autopose.engine.distributed import DistInfo
 from autopose.engine.loss import joints_mse_loss
+from autopose.engine.resume import (TrainProgress, restore_train_state, seed_everything,
+                                    train_state)
+from autopose.engine.train_files import BEST, LAST, open_writer, write_log, write_run_files
+from autopose.engine.train_setup import check_train_config, prepare
 from autopose.errors import UserError
 from autopose.evaluation.coco_metric import format_table
 from autopose.evaluation.pipeline import build_eval_set, evaluate, network_heatmaps
-from autopose.io import default_run_dir, run_record, write_json, write_text
-
-LAST = "last.pt"
-BEST = "best.pt"
+from autopose.io import default_run_dir
+from autopose.io import write_json
+from autopose.models.build import ArchSource, ArchSpec, build_model, resolve_arch
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
-
-
-# ---------------------------------------------------------------------------- RNG states
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (every device) from one number."""
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """The global RNG states as tensors and plain data (loadable with weights_only=True)."""
-    np_state = np.random.get_state(legacy=False)
-    py_version, py_internal, py_gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"bit_generator": np_state["bit_generator"],
-                  "key": torch.from_numpy(np.asarray(np_state["state"]["key"], np.int64)),
-                  "pos": int(np_state["state"]["pos"]),
-                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
-        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` saved."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state({"bit_generator": n["bit_generator"],
-                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
-                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ---------------------------------------------------------------------------- setup
-
-
-@dataclass
-class ArchSource:
-    """What the command line asked to train: a genotype file or a baseline's name."""
-
-    genotype: Path | None = None
-    model: str | None = None
 
 
 @dataclass
@@ -129,83 +71,6 @@ class TrainResult:
     final: dict[str, float]
     best: dict[str, Any]
     out: Path
-
-
-@dataclass
-class _State:
-    """Position and bookkeeping of a run, saved in last.pt."""
-
-    epoch: int = 0  # epochs completed
-    iteration: int = 0  # batches completed within ``epoch``
-    global_step: int = 0
-    loss_sum: float = 0.0  # over the batches of the current epoch so far
-    loss_count: int = 0
-    best: dict[str, Any] = field(default_factory=dict)
-    log: list[dict[str, Any]] = field(default_factory=list)
-
-
-def check_train_config(cfg: Config, world_size: int) -> None:
-    """Reject train settings that cannot run, naming the field."""
-    t = cfg.train
-    if t.optimizer not in ("adam", "sgd"):
-        raise UserError(f"config: train.optimizer: expected adam or sgd, got {t.optimizer!r}")
-    if t.amp not in ("none", "bf16", "fp16"):
-        raise UserError(f"config: train.amp: expected none, bf16 or fp16, got {t.amp!r}")
-    for name in ("epochs", "batch_size", "val_every", "log_every"):
-        if getattr(t, name) < 1:
-            raise UserError(f"config: train.{name}: must be at least 1, got {getattr(t, name)}")
-    if t.threads < 0:
-        raise UserError(f"config: train.threads: must be >= 0 (0: torch's default), got {t.threads}")
-    if t.checkpoint_every < 0:
-        raise UserError(f"config: train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
-    if not t.lr > 0 or not math.isfinite(t.lr):
-        raise UserError(f"config: train.lr: must be a positive number, got {t.lr}")
-    if t.clip_grad < 0:
-        raise UserError(f"config: train.clip_grad: must be >= 0 (0 disables), got {t.clip_grad}")
-    if t.width_mult is not None and t.width_mult <= 0:
-        raise UserError(f"config: train.width_mult: must be positive, got {t.width_mult}")
-    if list(t.lr_steps) != sorted(t.lr_steps):
-        raise UserError(f"config: train.lr_steps: must be increasing, got {t.lr_steps}")
-    if t.batch_size % world_size:
-        raise UserError(f"config: train.batch_size: {t.batch_size} is not divisible by the "
-                        f"{world_size} processes (it is the total over all of them)")
-
-
-def resolve_arch(source: ArchSource, cfg: Config, num_joints: int) -> dict[str, Any]:
-    """The checkpoint ``arch`` entry of the network to train."""
-    if (source.genotype is None) == (source.model is None):
-        raise UserError("autopose train: give exactly one of --genotype PATH or --model NAME")
-    if source.genotype is not None:
-        from autopose.search_space.genotype import Genotype
-
-        genotype = Genotype.load(source.genotype)
-        return ckpt_mod.arch_for_genotype(genotype, cfg.train.width_mult, num_joints)
-    return ckpt_mod.arch_for_baseline(str(source.model), num_joints, cfg.train.width_mult)
-
-
-def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    """The dotted key where two nested dicts first differ, or None."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in list(a) + [k for k in b if k not in a]:
-            d = _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
-            if d is not None:
-                return d
-        return None
-    return None if a == b else prefix.rstrip(".")
-
-
-def _optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
-    t = cfg.train
-    if t.optimizer == "sgd":
-        return optim.sgd(params, t.lr, t.momentum, t.weight_decay)
-    return optim.adam(params, t.lr, weight_decay=t.weight_decay)
-
-
-def _autocast(cfg: Config, device: torch.device) -> Any:
-    if device.type != "cuda" or cfg.train.amp == "none":
-        return nullcontext()
-    dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -249,9 +114,10 @@ class Trainer:
         # Same seed on every rank, so every rank starts from the same weights (DDP also
         # broadcasts rank 0's at construction).
         torch.manual_seed(cfg.seed)
-        net = ckpt_mod.build_model(arch, "arch")
-        self.state = _State(best={"metric": self.format.best_metric, "value": None,
-                                  "epoch": None})
+        # The arch entry goes into every checkpoint of the run as given; the spec builds.
+        self.spec = ArchSpec.from_dict(arch, "arch")
+        net = build_model(self.spec)
+        self.state = TrainProgress(best={"metric": self.format.best_metric, "value": None, "epoch": None})
         if resume_ckpt is not None:
             net.load_state_dict(resume_ckpt["model"])
         net.to(self.device)
@@ -263,53 +129,25 @@ class Trainer:
         self.net = net
         self.model: nn.Module = net
         if dist.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             self.model = DDP(net, device_ids=[self.device.index] if self.device.type == "cuda"
                              else None)
-        self.optimizer = _optimizer(cfg, self.net.parameters())
+        self.optimizer = optim.for_training(cfg.train, self.net.parameters())
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(cfg.train.lr_steps), gamma=cfg.train.lr_factor)
-        self.scaler = None
-        if self.device.type == "cuda" and cfg.train.amp == "fp16":
-            self.scaler = torch.amp.GradScaler("cuda")
+        self.scaler = optim.grad_scaler(cfg.train.amp, self.device)
         if cfg.train.amp != "none" and self.device.type != "cuda" and dist.is_main:
             print(f"autopose: train.amp={cfg.train.amp}: mixed precision is CUDA-only; "
                   "training in float32 on the CPU", file=sys.stderr)
         # (epoch, batch) of the newest last.pt, for the message when the loss diverges.
         self.last_saved: tuple[int, int] | None = None
         if resume_ckpt is not None:
-            self._restore(resume_ckpt)
+            self.state = restore_train_state(resume_ckpt["train_state"], self.optimizer,
+                                             self.scheduler, self.scaler,
+                                             self.dist.world_size, self.out / LAST)
             self.last_saved = (self.state.epoch, self.state.iteration)
         self.writer: Any = None
 
     # -------------------------------------------------------------- checkpoint state
-
-    def _train_state(self) -> dict[str, Any]:
-        s = self.state
-        return {"optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "epoch": s.epoch, "iteration": s.iteration, "global_step": s.global_step,
-                "loss_sum": s.loss_sum, "loss_count": s.loss_count, "best": dict(s.best),
-                "log": list(s.log), "rng": rng_state(), "world_size": self.dist.world_size,
-                "iters_per_epoch": self.iters_per_epoch}
-
-    def _restore(self, ckpt: dict[str, Any]) -> None:
-        ts = ckpt["train_state"]
-        if ts["iteration"] and ts["world_size"] != self.dist.world_size:
-            raise UserError(f"{self.out / LAST}: train_state.world_size: saved mid-epoch by "
-                            f"{ts['world_size']} processes; resume it with as many (now "
-                            f"{self.dist.world_size})")
-        self.optimizer.load_state_dict(ts["optimizer"])
-        self.scheduler.load_state_dict(ts["scheduler"])
-        if self.scaler is not None and ts.get("scaler"):
-            self.scaler.load_state_dict(ts["scaler"])
-        self.state = _State(epoch=ts["epoch"], iteration=ts["iteration"],
-                            global_step=ts["global_step"], loss_sum=ts["loss_sum"],
-                            loss_count=ts["loss_count"], best=dict(ts["best"]),
-                            log=list(ts["log"]))
-        set_rng_state(ts["rng"])
 
     def _save_last(self) -> None:
         """last.pt with the full training state (rank 0 writes; every rank notes it)."""
@@ -317,57 +155,16 @@ class Trainer:
         if not self.dist.is_main:
             return
         metrics = self.state.log[-1].get("val") if self.state.log else None
-        ckpt_mod.save_checkpoint(self.out / LAST, self.net, self.cfg, self.arch, self.info,
-                                 self.state.epoch, metrics, train_state=self._train_state())
+        save_checkpoint(self.out / LAST, self.net, self.cfg, self.arch, self.info,
+                        self.state.epoch, metrics, train_state=train_state(
+                            self.state, self.optimizer, self.scheduler, self.scaler,
+                            self.dist.world_size, self.iters_per_epoch))
 
     # -------------------------------------------------------------- files
 
-    def _write_run_files(self, resumed: bool) -> None:
-        out = self.out
-        out.mkdir(parents=True, exist_ok=True)
-        # Temporary files of a run killed while writing (atomic_write's ".NAME.*.tmp").
-        for stale in out.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-        write_text(out / "config.yaml", dump_config(self.cfg))
-        record = run_record(self.cfg.seed) | {
-            "command": "train", "arch": ckpt_mod.describe_arch(self.arch),
-            "world_size": self.dist.world_size, "device": str(self.device),
-            "train_instances": len(self.train_set), "iters_per_epoch": self.iters_per_epoch,
-            "params": sum(p.numel() for p in self.net.parameters())}
-        runs = []
-        if resumed and (out / "run.json").is_file():
-            import json
-
-            try:
-                prev = json.loads((out / "run.json").read_text())
-                runs = prev.get("resumes", [])
-            except (OSError, ValueError):
-                runs = []
-            runs.append({"from_epoch": self.state.epoch, "from_iteration": self.state.iteration,
-                         "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        record["resumes"] = runs
-        write_json(out / "run.json", record)
-        if self.arch["kind"] == "derived":
-            write_json(out / "genotype.json", self.arch["genotype"])
-
     def _write_log(self) -> None:
-        import json
-
-        text = "".join(json.dumps(e) + "\n" for e in self.state.log)
-        write_text(self.out / "log.jsonl", text)
-        from autopose.viz.training import plot_training
-
-        plot_training(self.state.log, self.out / "training.png", self.format.best_metric,
-                      title=f"{ckpt_mod.describe_arch(self.arch)} - {self.out.name}")
-
-    def _open_writer(self) -> None:
-        if not self.dist.is_main:
-            return
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step hides events a killed run wrote after its last checkpoint.
-        self.writer = SummaryWriter(str(self.out / "tb"),
-                                    purge_step=self.state.global_step or None)
+        write_log(self.out, self.state.log, self.format.best_metric,
+                  title=f"{self.spec.describe()} - {self.out.name}")
 
     # -------------------------------------------------------------- validation
 
@@ -388,10 +185,16 @@ class Trainer:
     def run(self, resumed: bool = False) -> TrainResult:
         cfg, s = self.cfg, self.state
         if self.dist.is_main:
-            self._write_run_files(resumed)
-            self._open_writer()
+            write_run_files(self.out, cfg, {
+                "arch": self.spec.describe(), "world_size": self.dist.world_size,
+                "device": str(self.device), "train_instances": len(self.train_set),
+                "iters_per_epoch": self.iters_per_epoch,
+                "params": sum(p.numel() for p in self.net.parameters())},
+                resumed, (s.epoch, s.iteration),
+                self.arch["genotype"] if self.spec.kind == "derived" else None)
+            self.writer = open_writer(self.out, s.global_step)
             where = f" from epoch {s.epoch} batch {s.iteration}" if resumed else ""
-            print(f"autopose train: {ckpt_mod.describe_arch(self.arch)}, "
+            print(f"autopose train: {self.spec.describe()}, "
                   f"{sum(p.numel() for p in self.net.parameters()) / 1e6:.2f} M params, "
                   f"{len(self.train_set)} instances, {self.iters_per_epoch} batches of "
                   f"{cfg.train.batch_size} per epoch, {cfg.train.epochs} epochs, "
@@ -465,8 +268,8 @@ class Trainer:
                 if dist.is_main:
                     # best.pt before last.pt: last.pt's record of the best names a file
                     # that exists.
-                    ckpt_mod.save_checkpoint(self.out / BEST, self.net, cfg, self.arch,
-                                             self.info, s.epoch, metrics)
+                    save_checkpoint(self.out / BEST, self.net, cfg, self.arch, self.info,
+                                    s.epoch, metrics)
         s.log.append(entry)
         self._save_last()
         if dist.is_main:
@@ -493,7 +296,7 @@ class Trainer:
                                  cfg.train.channels_last)
         target = batch["target"].to(self.device, non_blocking=True)
         weight = batch["target_weight"].to(self.device, non_blocking=True)
-        with _autocast(cfg, self.device):
+        with optim.autocast(cfg.train.amp, self.device):
             output = self.model(images)
         loss = joints_mse_loss(output.float(), target, weight)
         # One scalar all-reduce per step: the logged loss is the global one, and every rank
@@ -527,50 +330,6 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------------- entry points
-
-
-def prepare(config: Path | None, overrides: list[str], source: ArchSource, out: Path | None,
-            resume: bool) -> tuple[Config, dict[str, Any] | ArchSource, Path,
-                                   dict[str, Any] | None]:
-    """Config, arch, run folder and (for --resume) the checkpoint to continue from."""
-    if resume:
-        if out is None:
-            raise UserError("autopose train --resume: give --out, the run folder to continue")
-        path = out / LAST
-        if not path.is_file():
-            raise UserError(f"{path}: no checkpoint to resume from (--resume continues the run "
-                            "in --out)")
-        ckpt = ckpt_mod.read_checkpoint(path)
-        if not ckpt.get("train_state"):
-            raise UserError(f"{path}: train_state: missing; the file cannot be resumed")
-        cfg = ckpt_mod.checkpoint_config(ckpt, path)
-        arch = ckpt["arch"]
-        # The same command line again, plus --resume, is the usual way to resume: accept it
-        # when it describes the same run, and say what differs when it does not.
-        if config is not None or overrides:
-            asked = resolve_data(load_config(config or DEFAULT_CONFIG, overrides))
-            diff = _first_difference(to_dict(asked), to_dict(cfg))
-            if diff is not None:
-                raise UserError(f"{path}: config.{diff}: differs from the command line's; "
-                                "--resume continues the run with its own config (drop "
-                                "--config and the overrides)")
-        if source.genotype is not None or source.model is not None:
-            asked_arch = resolve_arch(source, cfg, arch["num_joints"])
-            if asked_arch != arch:
-                raise UserError(f"{path}: arch: differs from the --genotype/--model given")
-        return cfg, arch, out, ckpt
-    cfg = resolve_data(load_config(config or DEFAULT_CONFIG, overrides))
-    out = out or default_run_dir("train")
-    if (out / LAST).exists():
-        raise UserError(f"{out}: already holds a training run ({LAST}); add --resume to "
-                        "continue it, or give a new --out")
-    if (source.genotype is None) == (source.model is None):
-        raise UserError("autopose train: give exactly one of --genotype PATH or --model NAME")
-    if source.genotype is not None:  # a bad genotype file fails before any data is read
-        from autopose.search_space.genotype import Genotype
-
-        Genotype.load(source.genotype)
-    return cfg, source, out, None
 
 
 def train(config: Path | None, overrides: list[str], source: ArchSource, out: Path | None,

@@ -40,7 +40,6 @@ from autopose.engine import distributed as ddp
 from autopose.engine import optim
 from autopose.engine.loss import joints_mse_loss
 from autopose.errors import UserError
-from autopose.evaluation.pipeline import EvalSet, build_eval_set
 from autopose.models.derived import (DerivedNetwork, SupernetTensors, copy_supernet_weights,
                                      supernet_tensors)
 from autopose.models.flops import count_macs

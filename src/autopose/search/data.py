@@ -13,7 +13,7 @@ from autopose.data.keypoints import KeypointInfo
 from autopose.data.sampler import ResumableSampler
 from autopose.data.topdown import TopDownDataset
 from autopose.engine import distributed as ddp
-from autopose.engine.tester import EvalSet, build_eval_set
+from autopose.evaluation.pipeline import EvalSet, build_eval_set
 from autopose.errors import UserError
 from autopose.search.splits import split_records, write_subset_annotations
 

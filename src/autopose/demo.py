@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from autopose.config import CONFIG_DIR, DEFAULT_CONFIG, load_config
+from autopose.engine.tester import run_test_command
+from autopose.engine.trainer import train
+from autopose.models.build import ArchSource
+from autopose.search.run import run_search_command
 
 
 def run_demo(out_dir: Path) -> int:
-    from autopose.engine.tester import run_test_command
-    from autopose.engine.trainer import ArchSource, train
-    from autopose.search.run import run_search_command
-
+    """Search, train and test under ``out_dir`` (each step resumes a run it finds there)."""
     out = Path(out_dir)
     print("autopose demo 1/3: search on the built-in synthetic set")
     genotype = run_search_command(load_config(DEFAULT_CONFIG), out / "search",

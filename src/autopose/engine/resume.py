@@ -1,0 +1,164 @@
+"""What a resumed run restores, for training and the search alike.
+
+* RNG capture: :func:`seed_everything`, and :func:`rng_state` / :func:`set_rng_state` for the
+  Python, NumPy, torch and CUDA generators (training's ``last.pt`` stores all of them).
+* Training's ``train_state`` (in ``last.pt``): :class:`TrainProgress`, the optimizer,
+  scheduler, loss scaler and RNG states, written by :func:`train_state` and put back by
+  :func:`restore_train_state`.
+* The state file: :func:`save_state_file` / :func:`load_state_file` write a dict of tensors
+  and plain data atomically and read it back with ``torch.load(weights_only=True)`` (the
+  search's ``checkpoint.pt``; training's checkpoints add their own layout on top, in
+  :mod:`autopose.engine.checkpoint`).
+* :func:`first_difference`: which setting a resumed run's stored config differs in.
+
+The search's checkpoint keeps its own keys (``torch_rng`` and its generator's state, see
+:mod:`autopose.search.bilevel`): restoring more generators there would change the numbers of
+a resumed search.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from autopose.errors import UserError
+from autopose.io import atomic_write
+
+# ---------------------------------------------------------------------------- RNG states
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (every device) from one number."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states as tensors and plain data (loadable with weights_only=True)."""
+    np_state = np.random.get_state(legacy=False)
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": torch.from_numpy(np.asarray(np_state["state"]["key"], np.int64)),
+                  "pos": int(np_state["state"]["pos"]),
+                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": n["bit_generator"],
+                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainProgress:
+    """Position and bookkeeping of a training run, saved in last.pt."""
+
+    epoch: int = 0  # epochs completed
+    iteration: int = 0  # batches completed within ``epoch``
+    global_step: int = 0
+    loss_sum: float = 0.0  # over the batches of the current epoch so far
+    loss_count: int = 0
+    best: dict[str, Any] = field(default_factory=dict)
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train_state(s: TrainProgress, optimizer: torch.optim.Optimizer, scheduler: Any,
+                scaler: torch.amp.GradScaler | None, world_size: int,
+                iters_per_epoch: int) -> dict[str, Any]:
+    """The ``train_state`` entry of last.pt: everything ``--resume`` puts back."""
+    return {"optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "epoch": s.epoch, "iteration": s.iteration, "global_step": s.global_step,
+            "loss_sum": s.loss_sum, "loss_count": s.loss_count, "best": dict(s.best),
+            "log": list(s.log), "rng": rng_state(), "world_size": world_size,
+            "iters_per_epoch": iters_per_epoch}
+
+
+def restore_train_state(ts: dict[str, Any], optimizer: torch.optim.Optimizer, scheduler: Any,
+                        scaler: torch.amp.GradScaler | None, world_size: int,
+                        source: Path) -> TrainProgress:
+    """Load what :func:`train_state` saved (and the global RNG states); the progress.
+
+    A checkpoint written mid-epoch resumes only with as many processes as wrote it: the
+    sampler's position is per process.
+    """
+    if ts["iteration"] and ts["world_size"] != world_size:
+        raise UserError(f"{source}: train_state.world_size: saved mid-epoch by "
+                        f"{ts['world_size']} processes; resume it with as many (now "
+                        f"{world_size})")
+    optimizer.load_state_dict(ts["optimizer"])
+    scheduler.load_state_dict(ts["scheduler"])
+    if scaler is not None and ts.get("scaler"):
+        scaler.load_state_dict(ts["scaler"])
+    progress = TrainProgress(epoch=ts["epoch"], iteration=ts["iteration"],
+                             global_step=ts["global_step"], loss_sum=ts["loss_sum"],
+                             loss_count=ts["loss_count"], best=dict(ts["best"]),
+                             log=list(ts["log"]))
+    set_rng_state(ts["rng"])
+    return progress
+
+
+# ---------------------------------------------------------------------------- the state file
+
+
+def save_state_file(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save(state)`` to ``path`` atomically (serialised first, then one write)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, lambda p: p.write_bytes(buf.getvalue()))
+
+
+def load_state_file(path: Path) -> dict[str, Any] | None:
+    """The state ``path`` holds, None when there is no such file; UserError when damaged or
+    when it holds anything but tensors and plain data (never unpickled as code)."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UserError(f"{path}: refused: the checkpoint holds objects other than tensors and "
+                        f"plain data ({str(e).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise UserError(f"{path}: damaged checkpoint, cannot be read "
+                        f"({e.__class__.__name__}); delete it to start over") from None
+
+
+# ---------------------------------------------------------------------------- config check
+
+
+def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    """The dotted key where two nested dicts first differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
+            if d is not None:
+                return d
+        return None
+    return None if a == b else prefix.rstrip(".")

@@ -1,0 +1,83 @@
+"""Before a training run starts: its settings checked, and its run folder (new, or the one
+``--resume`` continues) with the config, arch and checkpoint it continues from."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from autopose.config import Config, DEFAULT_CONFIG, load_config, to_dict
+from autopose.data.sources import resolve_data
+from autopose.engine.checkpoint import checkpoint_config, read_checkpoint
+from autopose.engine.resume import first_difference
+from autopose.engine.train_files import LAST
+from autopose.errors import UserError
+from autopose.io import default_run_dir
+from autopose.models.build import ArchSource, resolve_arch
+
+
+def check_train_config(cfg: Config, world_size: int) -> None:
+    """Reject train settings that cannot run, naming the field."""
+    t = cfg.train
+    if t.optimizer not in ("adam", "sgd"):
+        raise UserError(f"config: train.optimizer: expected adam or sgd, got {t.optimizer!r}")
+    if t.amp not in ("none", "bf16", "fp16"):
+        raise UserError(f"config: train.amp: expected none, bf16 or fp16, got {t.amp!r}")
+    for name in ("epochs", "batch_size", "val_every", "log_every"):
+        if getattr(t, name) < 1:
+            raise UserError(f"config: train.{name}: must be at least 1, got {getattr(t, name)}")
+    if t.threads < 0:
+        raise UserError(f"config: train.threads: must be >= 0 (0: torch's default), got {t.threads}")
+    if t.checkpoint_every < 0:
+        raise UserError(f"config: train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
+    if not t.lr > 0 or not math.isfinite(t.lr):
+        raise UserError(f"config: train.lr: must be a positive number, got {t.lr}")
+    if t.clip_grad < 0:
+        raise UserError(f"config: train.clip_grad: must be >= 0 (0 disables), got {t.clip_grad}")
+    if t.width_mult is not None and t.width_mult <= 0:
+        raise UserError(f"config: train.width_mult: must be positive, got {t.width_mult}")
+    if list(t.lr_steps) != sorted(t.lr_steps):
+        raise UserError(f"config: train.lr_steps: must be increasing, got {t.lr_steps}")
+    if t.batch_size % world_size:
+        raise UserError(f"config: train.batch_size: {t.batch_size} is not divisible by the "
+                        f"{world_size} processes (it is the total over all of them)")
+
+
+def prepare(config: Path | None, overrides: list[str], source: ArchSource, out: Path | None,
+            resume: bool) -> tuple[Config, dict[str, Any] | ArchSource, Path,
+                                   dict[str, Any] | None]:
+    """Config, arch, run folder and (for --resume) the checkpoint to continue from."""
+    if resume:
+        if out is None:
+            raise UserError("autopose train --resume: give --out, the run folder to continue")
+        path = out / LAST
+        if not path.is_file():
+            raise UserError(f"{path}: no checkpoint to resume from (--resume continues the run "
+                            "in --out)")
+        ckpt = read_checkpoint(path)
+        if not ckpt.get("train_state"):
+            raise UserError(f"{path}: train_state: missing; the file cannot be resumed")
+        cfg = checkpoint_config(ckpt, path)
+        arch = ckpt["arch"]
+        # The same command line again, plus --resume, is the usual way to resume: accept it
+        # when it describes the same run, and say what differs when it does not.
+        if config is not None or overrides:
+            asked = resolve_data(load_config(config or DEFAULT_CONFIG, overrides))
+            diff = first_difference(to_dict(asked), to_dict(cfg))
+            if diff is not None:
+                raise UserError(f"{path}: config.{diff}: differs from the command line's; "
+                                "--resume continues the run with its own config (drop "
+                                "--config and the overrides)")
+        if source.genotype is not None or source.model is not None:
+            asked_arch = resolve_arch(source, cfg, arch["num_joints"])
+            if asked_arch != arch:
+                raise UserError(f"{path}: arch: differs from the --genotype/--model given")
+        return cfg, arch, out, ckpt
+    cfg = resolve_data(load_config(config or DEFAULT_CONFIG, overrides))
+    out = out or default_run_dir("train")
+    if (out / LAST).exists():
+        raise UserError(f"{out}: already holds a training run ({LAST}); add --resume to "
+                        "continue it, or give a new --out")
+    source.check()
+    return cfg, source, out, None
