@@ -8,11 +8,12 @@ defaults; an unknown key, in a file or an override, is an error naming the file 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -21,6 +22,48 @@ from autopose.errors import UserError
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # What a command uses without --config: the built-in synthetic setting.
 DEFAULT_CONFIG = CONFIG_DIR / "synthetic" / "default.yaml"
+
+# ---------------------------------------------------------------------------- legal values
+# Every choice a config can make, in one place: the loader rejects anything else, naming the
+# file and the field. Code that acts on a choice keeps a plain dict from these names.
+
+Format = Literal["coco", "mpii"]  # COCO-format (the built-in set too) | MPII (data/formats.py)
+SyntheticLevel = Literal["standard", "easy"]  # docs/synthetic.md, "Levels"
+Codec = Literal["standard", "dark"]  # data/codec.py: HRNet's | DARK's
+# The candidate ops of search_space/ops.py (OPS); the default space uses the first six.
+OpName = Literal["conv_1x1", "conv_3x3", "conv_5x5", "avg_pool_3x3", "max_pool_3x3", "skip",
+                 "sep_conv_3x3", "dil_conv_3x3"]
+Aggregation = Literal["cell", "concat"]  # aggregation cell | plain concat (the ablation)
+HeadFuse = Literal["concat", "sum"]
+Optimizer = Literal["adam", "sgd"]
+Amp = Literal["none", "bf16", "fp16"]  # mixed precision, CUDA only
+AlphaSchedule = Literal["constant", "cosine"]
+RewardSplit = Literal["train", "val"]
+Reward = Literal["ap", "oks"]
+Branches = Literal["search", "all"]  # controller-searched | every branch on (the ablation)
+WeightSampling = Literal["policy", "uniform"]
+
+
+class FieldError(ValueError):
+    """A value out of its range, raised by a section's ``__post_init__`` with the field's
+    name; the loader turns it into a one-line error naming the file and the dotted key."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+
+def _at_least(section: Any, names: tuple[str, ...], low: int, why: str = "") -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value < low:
+            raise FieldError(name, f"must be {'at least' if low > 0 else '>='} {low}{why}, "
+                                   f"got {value}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise FieldError(name, f"must be a positive number, got {value}")
 
 
 @dataclass
@@ -73,12 +116,12 @@ class SyntheticConfig:
     image_size: list[int] = field(default_factory=lambda: [640, 480])  # W, H
     # standard (the benchmark) | easy (one person facing the camera, no distractors or
     # occluders: learnt in minutes; docs/synthetic.md)
-    level: str = "standard"
+    level: SyntheticLevel = "standard"
 
 
 @dataclass
 class DataConfig:
-    format: str = "coco"  # coco | mpii
+    format: Format = "coco"
     train: SplitConfig = field(default_factory=SplitConfig)
     val: SplitConfig = field(default_factory=SplitConfig)
     # Network input as [height, width], the order of the "256x192" in config names.
@@ -87,13 +130,23 @@ class DataConfig:
     sigma: float = 2.0
     # Heatmap codec: standard (HRNet's: rounded Gaussian centres, quarter-pixel decoding) |
     # dark (DARK's unbiased encoding and distribution-aware decoding; data/codec.py)
-    codec: str = "standard"
+    codec: Codec = "standard"
     blur_kernel: int = 11  # DARK's smoothing before decoding (11 for sigma 2, 17 for sigma 3)
     bbox_padding: float = 1.25
     aug: AugmentConfig = field(default_factory=AugmentConfig)
     keypoints: KeypointConfig = field(default_factory=KeypointConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     workers: int = 2
+
+    def __post_init__(self) -> None:
+        if len(self.input_size) != 2 or min(self.input_size) < 1:
+            raise FieldError("input_size", f"expected [height, width] of positive integers, "
+                                           f"got {self.input_size}")
+        _at_least(self, ("heatmap_stride",), 1)
+        _at_least(self, ("workers",), 0)
+        _positive("sigma", self.sigma)
+        if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
+            raise FieldError("blur_kernel", f"must be a positive odd number, got {self.blur_kernel}")
 
     @property
     def heatmap_size(self) -> list[int]:
@@ -112,10 +165,10 @@ class ModelConfig:
     modules_per_stage: int = 2
     individual_nodes: int = 3
     aggregation_nodes: int = 3
-    ops: list[str] = field(default_factory=lambda: [
+    ops: list[OpName] = field(default_factory=lambda: [
         "conv_1x1", "conv_3x3", "conv_5x5", "avg_pool_3x3", "max_pool_3x3", "skip"])
-    aggregation: str = "cell"  # cell | concat (ablation: no aggregation cell)
-    head_fuse: str = "concat"  # concat | sum
+    aggregation: Aggregation = "cell"
+    head_fuse: HeadFuse = "concat"
     # Incoming edges kept per node when a genotype is derived; 0 keeps every edge (SPEC: the
     # paper's rule was lost, and DARTS's top-2 is not a given for these cells).
     edges_per_node: int = 0
@@ -133,7 +186,7 @@ class ModelConfig:
 class TrainConfig:
     """Training the derived network from scratch (SPEC section 4)."""
 
-    optimizer: str = "adam"
+    optimizer: Optimizer = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     lr_steps: list[int] = field(default_factory=lambda: [170, 200])
@@ -141,7 +194,7 @@ class TrainConfig:
     epochs: int = 210
     batch_size: int = 128  # in total, over all processes
     val_every: int = 10
-    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    amp: Amp = "none"
     channels_last: bool = False
     clip_grad: float = 0.0  # 0 disables
     momentum: float = 0.9  # optimizer sgd only
@@ -153,6 +206,17 @@ class TrainConfig:
     # torch CPU threads of each training process; 0 leaves torch's default (one per core).
     # With data workers on a small machine, 1 avoids cores oversubscribed by spinning threads.
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        _at_least(self, ("epochs", "batch_size", "val_every", "log_every"), 1)
+        _at_least(self, ("threads",), 0, " (0: torch's default)")
+        _at_least(self, ("checkpoint_every",), 0)
+        _positive("lr", self.lr)
+        _at_least(self, ("clip_grad",), 0, " (0 disables)")
+        if self.width_mult is not None and self.width_mult <= 0:
+            raise FieldError("width_mult", f"must be positive, got {self.width_mult}")
+        if list(self.lr_steps) != sorted(self.lr_steps):
+            raise FieldError("lr_steps", f"must be increasing, got {self.lr_steps}")
 
 
 @dataclass
@@ -239,7 +303,7 @@ class SearchConfig:
     # The alpha learning rate over the search: "constant" (DARTS) or "cosine" (annealed to 0
     # by the last iteration, so that the argmax ops settle instead of flipping between
     # near-tied ops under the noisy, nearly hard, samples of the low temperatures).
-    alpha_lr_schedule: str = "constant"
+    alpha_lr_schedule: AlphaSchedule = "constant"
     # The warm-up (uniform scale vectors, no controller update) ends at the end of the first
     # period from controller.start_epoch on whose mean weight loss is below
     # warmup_loss_ratio x the loss of an all-zero heatmap on the same batches, and at the
@@ -250,21 +314,21 @@ class SearchConfig:
     tau_end: float = 0.1
     # Reward: OKS AP of a sampled sub-network with the shared weights on a held-out slice of
     # the training images ("train", default 5 %), or on data.val ("val", the paper's choice).
-    reward_split: str = "train"
+    reward_split: RewardSplit = "train"
     reward_fraction: float = 0.05
     # "ap": COCO OKS AP (the paper's). "oks": the mean OKS of each ground-truth person with
     # the pose predicted in its box, a dense form of the same similarity: early in a short
     # search on a hard set every AP is 0, which leaves REINFORCE without a signal.
-    reward: str = "ap"
+    reward: Reward = "ap"
     reward_flip: bool = False
     derive_samples: int = 10  # N sampled scale-vector sets (+ the most likely one)
     # Ablations (paper tables 4 and 5).
-    branches: str = "search"  # search | all (no controller: every branch on)
+    branches: Branches = "search"  # all: no controller, every branch on
     single_branch: bool = False  # at most one active branch per stage
     # Scale vectors of the weight and alpha steps once the controller learns: "policy" (ENAS
     # and the paper: sampled from the controller) or "uniform" (every sub-network trained
     # equally, as in FairNAS-style one-shot search; the controller learns from rewards only).
-    weight_sampling: str = "policy"
+    weight_sampling: WeightSampling = "policy"
     # Channels-last supernet weights and inputs: 1.4x faster search steps on a 2-core CPU
     # (BENCHMARKS.md); NCHW (false) is the SPEC default.
     channels_last: bool = False
@@ -278,6 +342,11 @@ class SearchConfig:
     reward_threads: int = 0
     checkpoint_every: int = 50  # iterations, besides every epoch
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+
+    def __post_init__(self) -> None:
+        _at_least(self, ("threads",), 0, " (0: torch's default)")
+        _at_least(self, ("reward_threads",), 0, " (0: search.threads)")
+        _at_least(self, ("alpha_every",), 1)
 
 
 @dataclass
@@ -300,6 +369,11 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, str) and value in choices:
+            return value
+        raise UserError(f"{source}: {key}: expected one of {', '.join(choices)}, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -341,7 +415,10 @@ def _build(cls: type, values: dict[str, Any], source: str, prefix: str = "") -> 
         if k not in names:
             raise UserError(f"{source}: {prefix}{k}: unknown key (known: {', '.join(sorted(names))})")
     kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in values.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except FieldError as e:
+        raise UserError(f"{source}: {prefix}{e.name}: {e.message}") from None
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -402,7 +479,8 @@ def config_from_dict(tree: dict[str, Any], source: str,
         patch: dict[str, Any] = {}
         _set_path(patch, key, value)
         merged = _merge(to_dict(cfg), patch)
-        cfg = _build(Config, merged, f"override {key}")
+        # "config", as the checks after loading say: the key names the field.
+        cfg = _build(Config, merged, "config")
     return cfg
 
 
