@@ -156,7 +156,7 @@ def test_channels_last_search_computes_the_same_step(tiny_set, tmp_path):
 def test_unknown_weight_sampling_is_named(tiny_set, tmp_path, capsys):
     assert main(["search", "--out", str(tmp_path / "r")]
                 + tiny(tiny_set, **{"search.weight_sampling": "fair"})) == 2
-    assert "search.weight_sampling: expected policy or uniform, got 'fair'" in _error_line(capsys)
+    assert "search.weight_sampling: expected one of policy, uniform, got 'fair'" in _error_line(capsys)
 
 
 def _cli(out: Path, overrides: list[str], resume: bool = False) -> subprocess.Popen:

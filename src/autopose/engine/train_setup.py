@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,9 @@ from autopose.models.build import ArchSource, resolve_arch
 
 
 def check_train_config(cfg: Config, world_size: int) -> None:
-    """Reject train settings that cannot run, naming the field."""
+    """Reject train settings that cannot run with ``world_size`` processes. The choices
+    and ranges of every field are checked when the config is loaded (config.py)."""
     t = cfg.train
-    if t.optimizer not in ("adam", "sgd"):
-        raise UserError(f"config: train.optimizer: expected adam or sgd, got {t.optimizer!r}")
-    if t.amp not in ("none", "bf16", "fp16"):
-        raise UserError(f"config: train.amp: expected none, bf16 or fp16, got {t.amp!r}")
-    for name in ("epochs", "batch_size", "val_every", "log_every"):
-        if getattr(t, name) < 1:
-            raise UserError(f"config: train.{name}: must be at least 1, got {getattr(t, name)}")
-    if t.threads < 0:
-        raise UserError(f"config: train.threads: must be >= 0 (0: torch's default), got {t.threads}")
-    if t.checkpoint_every < 0:
-        raise UserError(f"config: train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
-    if not t.lr > 0 or not math.isfinite(t.lr):
-        raise UserError(f"config: train.lr: must be a positive number, got {t.lr}")
-    if t.clip_grad < 0:
-        raise UserError(f"config: train.clip_grad: must be >= 0 (0 disables), got {t.clip_grad}")
-    if t.width_mult is not None and t.width_mult <= 0:
-        raise UserError(f"config: train.width_mult: must be positive, got {t.width_mult}")
-    if list(t.lr_steps) != sorted(t.lr_steps):
-        raise UserError(f"config: train.lr_steps: must be increasing, got {t.lr_steps}")
     if t.batch_size % world_size:
         raise UserError(f"config: train.batch_size: {t.batch_size} is not divisible by the "
                         f"{world_size} processes (it is the total over all of them)")

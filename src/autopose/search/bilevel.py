@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from autopose.config import Config, SearchConfig, dump_config
+from autopose.config import Config, dump_config
 from autopose.data.loader import iterate, make_loader
 from autopose.data.sources import resolve_data
 from autopose.data.transforms import normalize_batch
@@ -70,30 +70,6 @@ class SearchState:
     controller_start: int | None = None
 
 
-def check_search_config(s: SearchConfig) -> None:
-    """The ``search`` section's choices and ranges."""
-    if s.branches not in ("search", "all"):
-        raise UserError(f"config: search.branches: expected search or all, got {s.branches!r}")
-    if s.weight_sampling not in ("policy", "uniform"):
-        raise UserError("config: search.weight_sampling: expected policy or uniform, got "
-                        f"{s.weight_sampling!r}")
-    if s.reward not in ("ap", "oks"):
-        raise UserError(f"config: search.reward: expected ap or oks, got {s.reward!r}")
-    if s.reward_split not in ("train", "val"):
-        raise UserError(f"config: search.reward_split: expected train or val, got {s.reward_split!r}")
-    if s.threads < 0:
-        raise UserError(f"config: search.threads: must be >= 0 (0: torch's default), "
-                        f"got {s.threads}")
-    if s.alpha_lr_schedule not in ("constant", "cosine"):
-        raise UserError("config: search.alpha_lr_schedule: expected constant or cosine, got "
-                        f"{s.alpha_lr_schedule!r}")
-    if s.reward_threads < 0:
-        raise UserError(f"config: search.reward_threads: must be >= 0 (0: search.threads), "
-                        f"got {s.reward_threads}")
-    if s.alpha_every < 1:
-        raise UserError(f"config: search.alpha_every: must be >= 1, got {s.alpha_every}")
-
-
 def alpha_entropy(alpha: torch.Tensor | None) -> float | None:
     """Mean over edges of the entropy (nats) of the op distribution softmax(alpha)."""
     if alpha is None:
@@ -109,7 +85,6 @@ class BilevelSearch:
     def __init__(self, cfg: Config, out: Path, strategy: str = "autopose",
                  dist_info: ddp.DistInfo | None = None, progress: bool = True):
         check_strategy(strategy)
-        check_search_config(cfg.search)
         if cfg.search.threads > 0:
             torch.set_num_threads(cfg.search.threads)
         self.cfg = resolve_data(cfg)
