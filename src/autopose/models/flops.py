@@ -25,6 +25,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from autopose.errors import UserError
+from autopose.models import MODELS
+from autopose.models.build import ArchSpec, build_model
+from autopose.search_space.genotype import Genotype
 
 CONVENTION = ("GFLOPs = multiply-accumulates of conv and linear layers per image / 1e9 "
               "(torch.utils.flop_counter count / 2; transposed convs counted over output "
@@ -88,20 +91,16 @@ def build_for_count(model: str, num_joints: int = 17) -> nn.Module:
 
     Built on the meta device: parameter counts and FLOPs need shapes only.
     """
-    from autopose.models import MODELS
-    from autopose.models.derived import DerivedNetwork
-    from autopose.search_space.genotype import Genotype
-
-    if model in MODELS:
-        with torch.device("meta"):
-            return MODELS[model](num_joints=num_joints)
     path = Path(model)
-    if path.suffix == ".json" or path.exists():
-        genotype = Genotype.load(path)
-        with torch.device("meta"):
-            return DerivedNetwork(genotype, num_joints=num_joints)
-    raise UserError(f"--model: unknown model {model!r} "
-                    f"(known: {', '.join(MODELS)}, or the path of a genotype.json)")
+    if model in MODELS:
+        spec = ArchSpec.baseline(model, num_joints)
+    elif path.suffix == ".json" or path.exists():
+        spec = ArchSpec.derived(Genotype.load(path), None, num_joints)
+    else:
+        raise UserError(f"--model: unknown model {model!r} "
+                        f"(known: {', '.join(MODELS)}, or the path of a genotype.json)")
+    with torch.device("meta"):
+        return build_model(spec)
 
 
 def flops_report(model: str, input: str = "256x192") -> dict[str, Any]:
