@@ -10,7 +10,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from autopose.config import DEFAULT_CONFIG, load_config
+from autopose.data.synthetic import run_synth_command
+from autopose.demo import run_demo
+from autopose.engine.checkpoint import checkpoint_config, read_checkpoint
+from autopose.engine.export import run_export_command
+from autopose.engine.infer import run_infer_command
+from autopose.engine.tester import run_test_command
+from autopose.engine.trainer import run_train_command
 from autopose.errors import UserError
+from autopose.models.flops import run_flops_command
+from autopose.search.run import run_search_command
 
 
 def _add_config_args(p: argparse.ArgumentParser, out_default: str | None = None) -> None:
@@ -22,15 +32,10 @@ def _add_config_args(p: argparse.ArgumentParser, out_default: str | None = None)
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from autopose.config import DEFAULT_CONFIG, load_config
-    from autopose.engine.tester import run_test_command
-
     if args.checkpoint is None and not args.oracle:
         raise UserError("autopose test: give --checkpoint CKPT or --oracle")
     if args.checkpoint is not None and args.config is None:
         # Without --config a checkpoint is tested in the setting it was trained in.
-        from autopose.engine.checkpoint import checkpoint_config, read_checkpoint
-
         cfg = checkpoint_config(read_checkpoint(args.checkpoint), args.checkpoint,
                                 args.overrides)
     else:
@@ -40,51 +45,36 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from autopose.engine.trainer import run_train_command
-
     return run_train_command(args.config, args.overrides, args.genotype, args.model, args.out,
                              args.resume)
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
-    from autopose.engine.infer import run_infer_command
-
     run_infer_command(args.checkpoint, args.image, args.boxes, args.box, args.out,
                       min_score=args.min_score, kpt_thresh=args.kpt_thresh)
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from autopose.engine.export import run_export_command
-
     run_export_command(args.checkpoint, args.format, args.out, args.input)
     return 0
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from autopose.config import DEFAULT_CONFIG, load_config
-    from autopose.search.run import run_search_command
-
     cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
     run_search_command(cfg, args.out, args.strategy, args.resume, args.seed)
     return 0
 
 
 def _cmd_flops(args: argparse.Namespace) -> int:
-    from autopose.models.flops import run_flops_command
-
     return run_flops_command(args.model, args.input, as_json=args.json)
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
-    from autopose.data.synthetic import run_synth_command
-
     return run_synth_command(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from autopose.demo import run_demo
-
     return run_demo(out_dir=args.out)
 
 

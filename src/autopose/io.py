@@ -12,6 +12,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import cv2
+import numpy
+import torch
+
+import autopose
 from autopose.errors import UserError
 
 
@@ -79,12 +84,6 @@ def git_commit() -> str | None:
 
 def versions() -> dict[str, str]:
     """Versions of Python, autopose and the libraries whose behaviour changes results."""
-    import cv2
-    import numpy
-    import torch
-
-    import autopose
-
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

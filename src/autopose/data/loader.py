@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -12,8 +13,6 @@ from autopose.errors import UserError
 
 
 def _worker_init(_: int) -> None:
-    import cv2
-
     # One OpenCV thread per worker: the workers are the parallelism.
     cv2.setNumThreads(1)
 
@@ -22,8 +21,6 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool =
                 sampler: Any = None, drop_last: bool = False,
                 generator: torch.Generator | None = None) -> DataLoader:
     if workers > 0:
-        import cv2
-
         # OpenCV's thread pool is not fork-safe: a worker forked from a process whose pool
         # has run hangs on its first warp. With workers, the workers are the parallelism.
         cv2.setNumThreads(1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from autopose.config import Config
 from autopose.data.formats import FORMATS
+from autopose.data.synthetic import ensure_synthetic
 
 
 def synthetic_split(root: Path, split: str) -> tuple[str, str]:
@@ -25,8 +26,6 @@ def resolve_data(cfg: Config) -> Config:
     fmt = FORMATS.get(d.format)
     if fmt is None or not fmt.synthetic_default or d.train.ann or d.val.ann:
         return cfg
-    from autopose.data.synthetic import ensure_synthetic
-
     root = Path(ensure_synthetic(d.synthetic))
     tr_images, tr_ann = synthetic_split(root, "train")
     va_images, va_ann = synthetic_split(root, "val")

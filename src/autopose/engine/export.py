@@ -11,6 +11,7 @@ that fails this is not written. Needs the packages ``onnx`` and ``onnxruntime``
 
 from __future__ import annotations
 
+import json
 import io
 import re
 import warnings
@@ -104,8 +105,6 @@ def _add_metadata(data: bytes, meta: dict[str, str]) -> bytes:
 def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
                        input_size: str | None = None) -> dict[str, Any]:
     """``autopose export``; returns ``{"out", "max_abs_diff", "input"}``."""
-    import json
-
     if fmt != "onnx":
         raise UserError(f"--format: only onnx is supported, got {fmt!r}")
     _require_onnx()

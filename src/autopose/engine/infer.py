@@ -29,13 +29,13 @@ import numpy as np
 from autopose.data.codec import instance_scores
 from autopose.data.keypoints import KeypointInfo
 from autopose.data.records import PersonRecord, read_image
-from autopose.io import read_json
 from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import box_to_center_scale
 from autopose.errors import UserError
 from autopose.evaluation.nms import oks_nms
 from autopose.evaluation.pipeline import EvalSet, network_heatmaps, predict
-from autopose.io import atomic_write, default_run_dir, run_record, write_json
+from autopose.engine.checkpoint import checkpoint_config, keypoints_from_dict, load_model
+from autopose.io import atomic_write, default_run_dir, read_json, run_record, write_json
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -177,8 +177,6 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
                       out: Path | None, min_score: float = 0.0, kpt_thresh: float = 0.2,
                       overrides: list[str] | None = None) -> dict[str, Any]:
     """``autopose infer``; returns ``{"results": [...], "images": [...], "pngs": [...]}``."""
-    from autopose.engine.checkpoint import checkpoint_config, keypoints_from_dict, load_model
-
     if boxes is not None and box is not None:
         raise UserError("autopose infer: give --boxes or --box, not both")
     fixed_box = parse_box(box) if box is not None else None

@@ -10,6 +10,7 @@ from autopose.config import Config, dump_config
 from autopose.data.formats import dataset_format
 from autopose.data.sources import resolve_data
 from autopose.engine import distributed as ddp
+from autopose.engine.checkpoint import load_model_for_test
 from autopose.evaluation.coco_metric import format_table
 from autopose.evaluation.pipeline import build_eval_set, evaluate, network_heatmaps, oracle_heatmaps
 from autopose.io import default_run_dir, run_record, write_json, write_text
@@ -39,8 +40,6 @@ def _test(cfg: Config, out_dir: Path | None, checkpoint: Path | None, oracle: bo
     if oracle:
         fn = oracle_heatmaps(eval_set.dataset.codec, eval_set.info.flip_index)
     else:
-        from autopose.engine.checkpoint import load_model_for_test
-
         model, device = load_model_for_test(checkpoint, cfg, info.device, quiet=not info.is_main)
         fn = network_heatmaps(model, device)
     t0 = time.time()

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from autopose.evaluation.nms import oks_nms
 
@@ -40,9 +42,6 @@ def coco_results(image_ids: np.ndarray, coords: np.ndarray, maxvals: np.ndarray,
 def coco_evaluate(ann_file: str | Path, results: list[dict[str, Any]],
                   sigmas: np.ndarray) -> dict[str, float]:
     """Score results with pycocotools' COCOeval (keypoints); the ten standard stats."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     if not results:
         return {name: 0.0 for name in STAT_NAMES}
     with contextlib.redirect_stdout(io.StringIO()):

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.io import loadmat, savemat
 
 from autopose.errors import UserError
+from autopose.io import atomic_write
 
 HEAD_SIZE_FACTOR = 0.6
 # MPII joint indices (see keypoints.MPII16) grouped as the reference reports them.
@@ -39,8 +41,6 @@ class PCKhGroundTruth:
 
 
 def load_pckh_gt(path: str | Path) -> PCKhGroundTruth:
-    from scipy.io import loadmat
-
     try:
         mat = loadmat(str(path))
     except FileNotFoundError:
@@ -67,10 +67,6 @@ def write_pckh_gt(path: str | Path, joints: np.ndarray, missing: np.ndarray,
     joints ``(N, 16, 2)`` 1-based, missing ``(N, 16)`` (1 = not labelled), headboxes
     ``(N, 2, 2)`` (top-left and bottom-right corners).
     """
-    from scipy.io import savemat
-
-    from autopose.io import atomic_write
-
     mdict = {
         "pos_gt_src": np.transpose(np.asarray(joints, np.float64), (1, 2, 0)),
         "jnt_missing": np.asarray(missing, np.float64).T,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from autopose.search_space.cells import ConcatAggregation
 from autopose.search_space.genotype import Genotype
 from autopose.search_space.multiscale import DiscreteMultiScaleModule
 from autopose.search_space.supernet import Head, Stem, Supernet
@@ -111,8 +112,6 @@ def _no_affine_bn_names(supernet: Supernet) -> set[str]:
 
 def _column_indices(derived: nn.Module, supernet: Supernet) -> dict[str, list[int]]:
     """``weight name -> supernet input-channel indices`` for the derived convs that need it."""
-    from autopose.search_space.cells import ConcatAggregation
-
     out: dict[str, list[int]] = {}
     for mname, m in derived.named_modules():
         idx = getattr(m, "source_in_index", None)

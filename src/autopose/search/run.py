@@ -15,6 +15,8 @@ from autopose.errors import UserError
 from autopose.io import default_run_dir, run_record, write_json, write_text
 from autopose.search.bilevel import BilevelSearch
 from autopose.search.checkpoint import CHECKPOINT
+from autopose.viz.architecture import draw_genotype
+from autopose.viz.search_plots import plot_search
 
 
 def _write_log(out: Path, log: list[dict]) -> None:
@@ -68,11 +70,8 @@ def run_search_command(cfg: Config, out_dir: Path | None, strategy: str = "autop
 
 def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
             info: ddp.DistInfo) -> Path:
-    # Lazy: tensorboard and matplotlib are heavy, and only a search writes them.
+    # Lazy: tensorboard is slow to import, and only the writing rank needs it.
     from torch.utils.tensorboard import SummaryWriter
-
-    from autopose.viz.architecture import draw_genotype
-    from autopose.viz.search_plots import plot_search
 
     main = info.is_main
     out.mkdir(parents=True, exist_ok=True)

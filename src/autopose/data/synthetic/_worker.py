@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sys
 
+from autopose.data.synthetic.generator import render_range
+from autopose.io import write_json
+
 
 def main(argv: list[str]) -> int:
-    from autopose.data.synthetic.generator import render_range
-    from autopose.io import write_json
-
     folder, split, seed, width, height, start, stop, result, level = argv
     out = render_range(folder, split, int(seed), int(width), int(height), int(start), int(stop),
                        level)
