@@ -18,10 +18,8 @@ Everything is written atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import pickletools
 import sys
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,8 @@ from autopose.data.formats import FORMATS
 from autopose.data.keypoints import KeypointInfo
 from autopose.engine.distributed import default_device
 from autopose.errors import UserError
-from autopose.io import atomic_write, git_commit, versions
+from autopose.engine.resume import read_state_file, save_state_file
+from autopose.io import git_commit, versions
 from autopose.models.build import build_model, describe_arch
 
 CHECKPOINT_FORMAT = "autopose-checkpoint"
@@ -99,78 +98,24 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, arch: dict[
                  "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "train_state": train_state,
     }
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return save_state_file(path, payload)
 
 
 # ---------------------------------------------------------------------------- load
-
-
-def _pickle_globals(data: bytes, limit: int = 5) -> list[str]:
-    """``module.name`` of the first globals a raw pickle would import (empty if none)."""
-    found: list[str] = []
-    strings: list[str] = []
-    for op, arg, _ in pickletools.genops(data):
-        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-            strings.append(str(arg))
-        elif op.name in ("GLOBAL", "INST"):
-            found.append(str(arg).replace(" ", "."))
-        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-            found.append(f"{strings[-2]}.{strings[-1]}")
-        if len(found) >= limit:
-            break
-    return found
-
-
-def _refuse(path: Path, what: str) -> UserError:
-    return UserError(f"{path}: refused: the file carries a pickled object with code ({what}); "
-                     "autopose loads checkpoints with torch.load(weights_only=True) and never "
-                     "runs code from one")
-
-
-def _damaged(path: Path, why: str) -> UserError:
-    return UserError(f"{path}: checkpoint is damaged or truncated ({why}); "
-                     "use another copy, or last.pt / best.pt of the run")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and validate a checkpoint file with ``weights_only=True`` (on the CPU).
 
     A file that would import code is refused; a truncated or corrupt file is reported as
-    damaged; a file of another kind, or missing fields, are named. All are UserErrors.
+    damaged (:func:`autopose.engine.resume.read_state_file`); a file of another kind, or
+    missing fields, are named. All are UserErrors.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head != b"PK\x03\x04":
-        # torch.save writes a zip archive; anything else is a bare pickle, an old torch
-        # format, or garbage. Look at the pickle's opcodes (without running them) to say which.
-        data = path.read_bytes()
-        if not data:
-            raise _damaged(path, "empty file")
-        try:
-            globs = _pickle_globals(data)
-        except Exception:  # noqa: BLE001 - any parse failure means "not a pickle"
-            raise _damaged(path, "not a torch checkpoint archive") from None
-        if globs:
-            raise _refuse(path, "imports " + ", ".join(globs))
-        raise UserError(f"{path}: not an autopose checkpoint (a bare pickle, not a torch "
-                        "checkpoint archive)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - classified below, never re-raised as is
-        msg = str(e)
-        if "GLOBAL" in msg or "Unsupported global" in msg:
-            # "Trying to load unsupported GLOBAL posix.system ..." -> name what it imports.
-            detail = next((ln.strip() for ln in msg.splitlines() if "GLOBAL" in ln), "")
-            raise _refuse(path, detail or "a global the weights-only loader blocks") from None
-        if isinstance(e, (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError)) \
-                or "Weights only load failed" in msg:
-            first = msg.splitlines()[0] if msg else type(e).__name__
-            raise _damaged(path, first[:120]) from None
-        raise _damaged(path, type(e).__name__) from None
-    return _validate(ckpt, path)
+    return _validate(read_state_file(path, "use another copy, or last.pt / best.pt of the run"),
+                     path)
 
 
 def _validate(ckpt: Any, path: Path) -> dict[str, Any]:

@@ -5,10 +5,11 @@
 * Training's ``train_state`` (in ``last.pt``): :class:`TrainProgress`, the optimizer,
   scheduler, loss scaler and RNG states, written by :func:`train_state` and put back by
   :func:`restore_train_state`.
-* The state file: :func:`save_state_file` / :func:`load_state_file` write a dict of tensors
-  and plain data atomically and read it back with ``torch.load(weights_only=True)`` (the
-  search's ``checkpoint.pt``; training's checkpoints add their own layout on top, in
-  :mod:`autopose.engine.checkpoint`).
+* The state file: :func:`save_state_file` writes a dict of tensors and plain data
+  atomically; :func:`read_state_file` reads it back with ``torch.load(weights_only=True)``,
+  refusing a file that would import code and naming a damaged one. The search's
+  ``checkpoint.pt`` (:func:`load_state_file`) and training's ``last.pt`` / ``best.pt``
+  (:mod:`autopose.engine.checkpoint`, which adds its layout and checks) both go through them.
 * :func:`first_difference`: which setting a resumed run's stored config differs in.
 
 The search's checkpoint keeps its own keys (``torch_rng`` and its generator's state, see
@@ -18,8 +19,7 @@ a resumed search.
 
 from __future__ import annotations
 
-import io
-import pickle
+import pickletools
 import random
 import zipfile
 from dataclasses import dataclass, field
@@ -128,26 +128,79 @@ def restore_train_state(ts: dict[str, Any], optimizer: torch.optim.Optimizer, sc
 # ---------------------------------------------------------------------------- the state file
 
 
-def save_state_file(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save(state)`` to ``path`` atomically (serialised first, then one write)."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write(path, lambda p: p.write_bytes(buf.getvalue()))
+def save_state_file(path: Path, state: dict[str, Any]) -> Path:
+    """``torch.save(state)`` to ``path`` atomically (a temporary file beside it, renamed)."""
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _pickle_globals(data: bytes, limit: int = 5) -> list[str]:
+    """``module.name`` of the first globals a raw pickle would import (empty if none)."""
+    found: list[str] = []
+    strings: list[str] = []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            strings.append(str(arg))
+        elif op.name in ("GLOBAL", "INST"):
+            found.append(str(arg).replace(" ", "."))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            found.append(f"{strings[-2]}.{strings[-1]}")
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _refuse(path: Path, what: str) -> UserError:
+    return UserError(f"{path}: refused: the file carries a pickled object with code ({what}); "
+                     "autopose loads checkpoints with torch.load(weights_only=True) and never "
+                     "runs code from one")
+
+
+def read_state_file(path: Path, hint: str) -> Any:
+    """What ``path`` (an existing file) holds, loaded with ``weights_only=True`` on the CPU.
+
+    A file that would import code is refused, naming what it imports; a truncated or corrupt
+    one is reported as damaged, followed by ``hint`` (what the user can do). UserErrors both.
+    """
+    def damaged(why: str) -> UserError:
+        return UserError(f"{path}: checkpoint is damaged or truncated ({why}); {hint}")
+
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":
+        # torch.save writes a zip archive; anything else is a bare pickle, an old torch
+        # format, or garbage. Look at the pickle's opcodes (without running them) to say which.
+        data = path.read_bytes()
+        if not data:
+            raise damaged("empty file")
+        try:
+            globs = _pickle_globals(data)
+        except Exception:  # noqa: BLE001 - any parse failure means "not a pickle"
+            raise damaged("not a torch checkpoint archive") from None
+        if globs:
+            raise _refuse(path, "imports " + ", ".join(globs))
+        raise UserError(f"{path}: not an autopose checkpoint (a bare pickle, not a torch "
+                        "checkpoint archive)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - classified below, never re-raised as is
+        msg = str(e)
+        if "GLOBAL" in msg or "Unsupported global" in msg:
+            # "Trying to load unsupported GLOBAL posix.system ..." -> name what it imports.
+            detail = next((ln.strip() for ln in msg.splitlines() if "GLOBAL" in ln), "")
+            raise _refuse(path, detail or "a global the weights-only loader blocks") from None
+        if isinstance(e, (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError)) \
+                or "Weights only load failed" in msg:
+            first = msg.splitlines()[0] if msg else type(e).__name__
+            raise damaged(first[:120]) from None
+        raise damaged(type(e).__name__) from None
 
 
 def load_state_file(path: Path) -> dict[str, Any] | None:
-    """The state ``path`` holds, None when there is no such file; UserError when damaged or
-    when it holds anything but tensors and plain data (never unpickled as code)."""
+    """The search's state in ``path``, None when there is no such file (see
+    :func:`read_state_file`; a damaged one is best deleted: the search starts over)."""
     if not path.exists():
         return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UserError(f"{path}: refused: the checkpoint holds objects other than tensors and "
-                        f"plain data ({str(e).splitlines()[0][:120]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise UserError(f"{path}: damaged checkpoint, cannot be read "
-                        f"({e.__class__.__name__}); delete it to start over") from None
+    return read_state_file(path, "delete it to start over")
 
 
 # ---------------------------------------------------------------------------- config check

@@ -44,11 +44,6 @@ class BranchSpace:
     single_branch: bool = False
     fixed: bool = False
 
-    @property
-    def searched(self) -> bool:
-        """Whether there is a network level to learn (False for the fixed space)."""
-        return not self.fixed
-
     def uniform(self, generator: torch.Generator) -> torch.Tensor:
         """``(S, B)`` bool, uniform over the space; the fixed space's one member draws
         nothing from ``generator``."""

@@ -45,7 +45,7 @@ class Strategy(ABC):
         random search evaluates, at the end of this period. Never in a fixed space: it has
         no network level to learn."""
         start = self.search.state.controller_start
-        return self.search.space.searched and start is not None and epoch >= start
+        return not self.search.space.fixed and start is not None and epoch >= start
 
     def rewards_most_likely(self, epoch: int) -> bool:
         """Whether the end of period ``epoch`` rewards the most likely architecture. During
