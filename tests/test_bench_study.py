@@ -177,6 +177,8 @@ def test_second_run_is_a_pure_resume(quick_study: dict[str, Any]) -> None:
     (["--seeds", "0", "0"], "given twice"),
     (["--train-config", "missing.yaml"], "no such file"),
     (["--set", "train.no_such_key=1"], "unknown key"),
+    # A choice the config does not list is refused before any stage runs.
+    (["--set", "search.reward=bogus"], "search.reward: expected one of ap, oks"),
 ])
 def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str],
                                               message: str) -> None:
@@ -188,13 +190,16 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str],
 
 
 def test_a_failing_stage_stops_the_study_with_its_error(tmp_path: Path) -> None:
-    # A value the config accepts but the search refuses: the search's own one-line error
-    # (exit code 2) comes back through the study.
+    # A value the config accepts but the search refuses (the config loader checks choices and
+    # ranges, not whether files exist): the search's own one-line error (exit code 2) comes
+    # back through the study.
+    missing = tmp_path / "missing.json"
     done = _run("--quick", "--out", str(tmp_path / "s"), "--rows", "autopose", "--seeds", "0",
-                "--set", "search.reward=bogus", timeout=300)
+                "--set", f"data.train.ann={missing}", f"data.train.images={tmp_path}",
+                timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "autopose seed 0: search failed (exit code 2)" in done.stderr
-    assert "search.reward: expected ap or oks" in done.stderr
+    assert f"{missing}: data.train.ann not found" in done.stderr
     assert not (tmp_path / "s" / "autopose" / "seed0" / "search.json").exists()
 
 

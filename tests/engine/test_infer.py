@@ -12,7 +12,8 @@ import pytest
 from autopose.cli import main
 from autopose.engine.infer import assign_ids, parse_box, run_infer_command
 from autopose.errors import UserError
-from engine_fixtures import one_thread, tiny_checkpoint, tiny_genotype, tiny_set  # noqa: F401
+from engine_fixtures import (one_thread, tiny_checkpoint, tiny_genotype, tiny_set,  # noqa: F401
+                             trained_checkpoint)
 
 
 def _joints_inside(result: dict, shape: tuple[int, ...], thresh: float) -> list[tuple[int, int]]:
@@ -34,8 +35,9 @@ def _person_box(ann_file: str) -> tuple[Path, list[float]]:
     return Path(name), people[image_id][0]["bbox"]
 
 
-def test_infer_draws_the_skeleton_at_the_predicted_joints(tiny_checkpoint, coco_mini, tmp_path,
+def test_infer_draws_the_skeleton_at_the_predicted_joints(trained_checkpoint, coco_mini, tmp_path,
                                                           one_thread):
+    tiny_checkpoint = trained_checkpoint  # joints apart (see the fixture)
     name, box = _person_box(coco_mini["ann"])
     image = Path(coco_mini["images"]) / name
     out = tmp_path / "out"
