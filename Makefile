@@ -17,5 +17,7 @@ setup: $(BIN)/autopose
 demo: setup
 	$(BIN)/autopose demo
 
+# Two workers (CI's 2 cores). loadgroup keeps a module whose fixture is a whole run (the
+# quick study, the ranking) on one worker, so that run is made once; other tests spread.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
