@@ -12,9 +12,8 @@ import torch
 from autopose.config import Config, SearchConfig, dump_config
 from autopose.engine import distributed as ddp
 from autopose.errors import UserError
-from autopose.io import default_run_dir, run_record, write_json, write_text
+from autopose.io import check_run_folder, default_run_dir, run_record, write_json, write_text
 from autopose.search.bilevel import BilevelSearch
-from autopose.search.checkpoint import CHECKPOINT
 from autopose.viz.architecture import draw_genotype
 from autopose.viz.search_plots import plot_search
 
@@ -58,11 +57,12 @@ def run_search_command(cfg: Config, out_dir: Path | None, strategy: str = "autop
         cfg = dataclasses.replace(cfg, seed=seed)
     info = ddp.init_distributed()
     try:
+        if resume and out_dir is None:
+            raise UserError("autopose search --resume: give --out, the run folder to continue")
         # One run folder for all ranks: rank 0's clock names it.
         out = ddp.broadcast_object(Path(out_dir) if out_dir else default_run_dir("search"))
-        if (out / CHECKPOINT).exists() and not resume:
-            raise UserError(f"{out}: holds a search already: add --resume to continue it, or "
-                            "give another --out")
+        # --resume needs a search's checkpoint.pt there; a new search a folder holding no run.
+        check_run_folder(out, "search", resume)
         return _search(cfg, out, strategy, resume, progress, info)
     finally:
         ddp.cleanup()
@@ -82,7 +82,8 @@ def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
     if main:
         write_text(out / "config.yaml", dump_config(search.cfg))
         write_json(out / "run.json", run_record(search.cfg.seed)
-                   | {"strategy": strategy, "world_size": info.world_size})
+                   | {"command": "search", "strategy": strategy,
+                      "world_size": info.world_size})
     s = search.cfg.search
     say = print if main else (lambda *a, **k: None)
     say(f"search ({strategy}): {s.epochs} epochs x {search.iters_per_epoch} iterations, "
