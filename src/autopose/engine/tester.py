@@ -35,11 +35,12 @@ def run_test_command(cfg: Config, out_dir: Path | None, checkpoint: Path | None,
 
 def _test(cfg: Config, out_dir: Path | None, checkpoint: Path | None, oracle: bool,
           info: ddp.DistInfo) -> dict[str, float]:
-    cfg = resolve_data(cfg)
     out = Path(out_dir) if out_dir else default_run_dir("test")
     out = Path(ddp.broadcast_object(str(out)))  # one folder, named by rank 0's clock
-    # Before any work: a folder of its own (an earlier test's is refused too).
+    # Before any work (the built-in set's generation included): a folder of its own (an
+    # earlier test's is refused too).
     check_run_folder(out, "test", writes=(RESULTS,))
+    cfg = resolve_data(cfg)
     eval_set = build_eval_set(cfg, oracle=oracle, quiet=not info.is_main)
     if oracle:
         fn = oracle_heatmaps(eval_set.dataset.codec, eval_set.info.flip_index)
