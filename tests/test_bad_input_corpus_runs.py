@@ -162,21 +162,6 @@ CASES: dict[str, Case] = {
         TRAIN + [str(s.genotype), "--out", str(s.new), "--config", str(_bad_config_file(s))],
         "bad.yaml: train.lr: must be a positive number, got nan"),
     # ------------------------------------------------------------ run folders
-    "search_resume_on_a_training_run": lambda s: (
-        ["search", "--resume", "--out", str(s.train_run)],
-        "--resume: holds a training run (last.pt), not a search to continue"),
-    "search_resume_on_an_empty_folder": lambda s: (
-        ["search", "--resume", "--out", str(_empty(s))],
-        "empty: --resume: holds nothing (empty), not a search"),
-    "search_resume_on_a_missing_folder": lambda s: (
-        ["search", "--resume", "--out", str(s.new)],
-        "--resume: holds nothing (it does not exist), not a search"),
-    "search_resume_on_a_foreign_folder": lambda s: (
-        ["search", "--resume", "--out", str(s.images)],
-        "--resume: holds no autopose run, not a search"),
-    "search_resume_on_a_training_checkpoint": lambda s: (
-        ["search", "--resume", "--out", str(_training_checkpoint_as_search(s))],
-        "checkpoint.pt: --resume: a training checkpoint, not a search's"),
     "search_new_in_a_training_run": lambda s: (
         ["search", "--out", str(s.train_run)],
         "already holds a training run (last.pt); give a new --out"),
@@ -224,26 +209,37 @@ CASES: dict[str, Case] = {
     "data_synth_out_cannot_be_written": lambda s: (
         ["data", "synth", "--out", str(_unwritable(s)), "--num-train", "1", "--num-val", "1"],
         "--out: cannot write in"),
-    # ------------------------------------------------------------ checkpoints
-    "test_damaged_weights": lambda s: (
-        ["test", "--checkpoint", str(_damaged(s)), "--out", str(s.new)],
-        "best.pt: damaged: the weights' sha256 does not match (model/"),
-    "infer_damaged_weights": lambda s: (
-        ["infer", "--checkpoint", str(_damaged(s)), "--image", str(s.images), "--out",
-         str(s.new)], "best.pt: damaged: the weights' sha256 does not match (model/"),
-    "export_damaged_weights": lambda s: (
-        ["export", "--checkpoint", str(_damaged(s)), "--out", str(s.root / "m.onnx")],
-        "best.pt: damaged: the weights' sha256 does not match (model/"),
-    "test_arch_disagrees_with_weights": lambda s: (
-        ["test", "--checkpoint", str(_arch_disagrees(s)), "--out", str(s.new)],
-        "best.pt: model.head.final.weight: shape [17, 36, 1, 1] does not match"),
-    "infer_arch_disagrees_with_weights": lambda s: (
-        ["infer", "--checkpoint", str(_arch_disagrees(s)), "--image", str(s.images), "--out",
-         str(s.new)], "does not match the architecture in arch"),
-    "export_arch_disagrees_with_weights": lambda s: (
-        ["export", "--checkpoint", str(_arch_disagrees(s)), "--out", str(s.root / "m.onnx")],
-        "does not match the architecture in arch"),
 }
+
+
+def _reading(command: str, s: Scene, checkpoint: Path) -> list[str]:
+    """``command`` (test, infer or export) reading ``checkpoint`` into a new output."""
+    out = s.root / "m.onnx" if command == "export" else s.new
+    extra = ["--image", str(s.images)] if command == "infer" else []
+    return [command, "--checkpoint", str(checkpoint), "--out", str(out)] + extra
+
+
+# search --resume on folders that hold no search: (the folder, what the error says).
+for _name, _folder, _needle in (
+        ("a_training_run", lambda s: s.train_run,
+         "--resume: holds a training run (last.pt), not a search to continue"),
+        ("an_empty_folder", _empty, "empty: --resume: holds nothing (empty), not a search"),
+        ("a_missing_folder", lambda s: s.new,
+         "--resume: holds nothing (it does not exist), not a search"),
+        ("a_foreign_folder", lambda s: s.images, "--resume: holds no autopose run, not a search"),
+        ("a_training_checkpoint", _training_checkpoint_as_search,
+         "checkpoint.pt: --resume: a training checkpoint, not a search's")):
+    CASES[f"search_resume_on_{_name}"] = lambda s, f=_folder, n=_needle: (
+        ["search", "--resume", "--out", str(f(s))], n)
+
+# ---------------------------------------------------------------- checkpoints
+for _command in ("test", "infer", "export"):
+    CASES[f"{_command}_damaged_weights"] = lambda s, c=_command: (
+        _reading(c, s, _damaged(s)), "best.pt: damaged: the weights' sha256 does not match "
+                                     "(model/")
+    CASES[f"{_command}_arch_disagrees_with_weights"] = lambda s, c=_command: (
+        _reading(c, s, _arch_disagrees(s)), "best.pt: model.head.final.weight: shape "
+                                            "[17, 36, 1, 1] does not match the architecture")
 
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
