@@ -30,7 +30,9 @@ from autopose.cli import main
 from autopose.config import dump_config, load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "engine"))
-from engine_fixtures import TINY_GENOTYPE, tiny_checkpoint, tiny_genotype, tiny_set  # noqa: E402,F401
+# The fixtures tiny_checkpoint needs are imported by name (engine_fixtures says why).
+from engine_fixtures import (  # noqa: E402,F401
+    TINY_GENOTYPE, tiny_checkpoint, tiny_genotype, tiny_set)
 
 
 @dataclass

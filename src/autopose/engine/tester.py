@@ -54,7 +54,8 @@ def _test(cfg: Config, out_dir: Path | None, checkpoint: Path | None, oracle: bo
         return metrics
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", dump_config(cfg))
-    record = run_record(cfg.seed) | {"command": "test", "mode": "oracle" if oracle else f"checkpoint {checkpoint}",
+    record = run_record(cfg.seed) | {"command": "test",
+                                     "mode": "oracle" if oracle else f"checkpoint {checkpoint}",
                                      "seconds": round(time.time() - t0, 2),
                                      "world_size": info.world_size}
     write_json(out / "run.json", record)
