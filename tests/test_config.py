@@ -92,3 +92,75 @@ def test_op_names_are_the_search_space_ops():
     from autopose.search_space.ops import OPS
 
     assert list(typing.get_args(OpName)) == list(OPS)
+
+
+@pytest.mark.parametrize("override,needle", [
+    # The hostile-user reproductions: each crashed later or passed silently.
+    ("data.input_size=[0,0]", "config: data.input_size: expected [height, width] of positive"),
+    ("data.heatmap_stride=0", "config: data.heatmap_stride: must be at least 1, got 0"),
+    ("data.input_size=[64]", "config: data.input_size: expected [height, width]"),
+    ("data.input_size=[-64,48]", "config: data.input_size: expected [height, width]"),
+    ("data.sigma=-2", "config: data.sigma: must be a positive number, got -2.0"),
+    # Every section's ranges.
+    ("data.input_size=[66,48]", "config: data.input_size: [66, 48]: each side must be "
+                                "divisible by data.heatmap_stride (4)"),
+    ("data.sigma=.inf", "config: data.sigma: must be a positive number, got inf"),
+    ("data.bbox_padding=0", "config: data.bbox_padding: must be a positive number"),
+    ("data.workers=-1", "config: data.workers: must be >= 0, got -1"),
+    ("data.val.det_score_thresh=1.5", "config: data.val.det_score_thresh: must be in [0, 1]"),
+    ("data.aug.flip_prob=2", "config: data.aug.flip_prob: must be in [0, 1], got 2.0"),
+    ("data.aug.scale_factor=1", "config: data.aug.scale_factor: must be in [0, 1), got 1.0"),
+    ("data.aug.rotation_factor=-5", "config: data.aug.rotation_factor: must be in [0, 180]"),
+    ("data.synthetic.num_train=-1", "config: data.synthetic.num_train: must be >= 0, got -1"),
+    ("data.synthetic.image_size=[640]", "config: data.synthetic.image_size: expected [width,"),
+    ("model.branch_channels=[]", "config: model.branch_channels: expected a list of positive"),
+    ("model.width_mult=0", "config: model.width_mult: must be a positive number, got 0.0"),
+    ("model.num_stages=0", "config: model.num_stages: must be at least 1, got 0"),
+    ("model.ops=[skip,skip]", "config: model.ops: expected a list of distinct op names"),
+    ("train.batch_size=0", "config: train.batch_size: must be at least 1, got 0"),
+    ("train.lr=0", "config: train.lr: must be a positive number, got 0.0"),
+    ("train.lr=.inf", "config: train.lr: must be a positive number, got inf"),
+    ("train.lr_factor=0", "config: train.lr_factor: must be a positive number"),
+    ("train.weight_decay=-0.0001", "config: train.weight_decay: must be a finite number >= 0"),
+    ("train.momentum=1", "config: train.momentum: must be in [0, 1), got 1.0"),
+    ("train.clip_grad=.nan", "config: train.clip_grad: must be a finite number >= 0"),
+    ("train.lr_steps=[-1,5]", "config: train.lr_steps: must be increasing epochs >= 0"),
+    ("train.width_mult=-1", "config: train.width_mult: must be a positive number, got -1.0"),
+    ("test.batch_size=0", "config: test.batch_size: must be at least 1, got 0"),
+    ("test.oks_thre=1.5", "config: test.oks_thre: must be in [0, 1], got 1.5"),
+    ("test.in_vis_thre=-0.1", "config: test.in_vis_thre: must be in [0, 1], got -0.1"),
+    ("search.epochs=0", "config: search.epochs: must be at least 1, got 0"),
+    ("search.batch_size=0", "config: search.batch_size: must be at least 1, got 0"),
+    ("search.weight_lr=-1", "config: search.weight_lr: must be a positive number"),
+    ("search.alpha_lr=.nan", "config: search.alpha_lr: must be a positive number, got nan"),
+    ("search.alpha_betas=[0.5,1.0]", "config: search.alpha_betas[1]: must be in [0, 1)"),
+    ("search.reward_fraction=0", "config: search.reward_fraction: must be in (0, 1), got 0.0"),
+    ("search.tau_end=0", "config: search.tau_end: must be a positive number, got 0.0"),
+    ("search.warmup_max_fraction=2", "config: search.warmup_max_fraction: must be in [0, 1]"),
+    ("search.input_size=[0,0]", "config: search.input_size: expected [height, width]"),
+    ("search.input_size=[130,96]", "config: search.input_size: [130, 96]: each side must be"),
+    ("search.controller.on_target=1", "config: search.controller.on_target: must be in (0, 1)"),
+    ("search.controller.archs_per_update=0",
+     "config: search.controller.archs_per_update: must be at least 1, got 0"),
+    ("seed=-1", "config: seed: must be >= 0, got -1"),
+])
+def test_every_numeric_field_has_a_range(override, needle):
+    with pytest.raises(UserError) as e:
+        load_config(None, [override])
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_bad_value_in_a_file_names_the_file(tmp_path: Path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("data:\n  input_size: [0, 0]\n")
+    with pytest.raises(UserError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}: data.input_size: expected [height, width]")
+
+
+def test_the_built_in_setting_trains_on_the_short_schedule():
+    # search then train --genotype without --config must take minutes, not SPEC's 210 epochs.
+    from autopose.config import DEFAULT_CONFIG
+
+    short = load_config(CONFIG_DIR / "synthetic" / "train_short.yaml").train
+    assert load_config(DEFAULT_CONFIG).train == short

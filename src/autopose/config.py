@@ -66,6 +66,38 @@ def _positive(name: str, value: float) -> None:
         raise FieldError(name, f"must be a positive number, got {value}")
 
 
+def _positives(section: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        _positive(name, getattr(section, name))
+
+
+def _between(section: Any, names: tuple[str, ...], low: float, high: float,
+             high_open: bool = False) -> None:
+    """Each field in ``[low, high]`` (``[low, high)`` with ``high_open``); NaN fails too."""
+    for name in names:
+        value = getattr(section, name)
+        if not (low <= value and (value < high if high_open else value <= high)):
+            raise FieldError(name, f"must be in [{low:g}, {high:g}{')' if high_open else ']'}, "
+                                   f"got {value}")
+
+
+def _not_negative(section: Any, names: tuple[str, ...], why: str = "") -> None:
+    """Each float field finite and >= 0 (``_at_least`` is for ints, which are finite)."""
+    for name in names:
+        value = getattr(section, name)
+        if not (value >= 0 and math.isfinite(value)):
+            raise FieldError(name, f"must be a finite number >= 0{why}, got {value}")
+
+
+def _size(name: str, value: list[int], order: str, stride: int = 1) -> None:
+    """Two positive integers (an image or input size), each divisible by ``stride``."""
+    if len(value) != 2 or min(value) < 1:
+        raise FieldError(name, f"expected [{order}] of positive integers, got {value}")
+    if any(v % stride for v in value):
+        raise FieldError(name, f"{value}: each side must be divisible by data.heatmap_stride "
+                               f"({stride}), or the heatmaps do not cover the input")
+
+
 @dataclass
 class SplitConfig:
     """One split of a keypoint set: images folder, annotation file, optional detections."""
@@ -78,6 +110,9 @@ class SplitConfig:
     det_score_thresh: float = 0.0
     # MPII only: ground truth for PCKh in the layout of the reference gt_valid.mat.
     pckh_gt: str | None = None
+
+    def __post_init__(self) -> None:
+        _between(self, ("det_score_thresh",), 0.0, 1.0)  # detection scores are in [0, 1]
 
 
 @dataclass
@@ -92,6 +127,14 @@ class AugmentConfig:
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8
     half_body_scale: float = 1.5
+
+    def __post_init__(self) -> None:
+        # The crop scale is sampled in [1 - s, 1 + s]: s >= 1 could make it zero or negative.
+        _between(self, ("scale_factor",), 0.0, 1.0, high_open=True)
+        _between(self, ("rotation_factor",), 0.0, 180.0)
+        _between(self, ("rotation_prob", "flip_prob", "half_body_prob"), 0.0, 1.0)
+        _at_least(self, ("half_body_min_joints",), 0)
+        _positive("half_body_scale", self.half_body_scale)
 
 
 @dataclass
@@ -118,6 +161,12 @@ class SyntheticConfig:
     # occluders: learnt in minutes; docs/synthetic.md)
     level: SyntheticLevel = "standard"
 
+    def __post_init__(self) -> None:
+        # The generator checks the sides' bounds (data/synthetic/generator.py _check), and
+        # that the set is not empty; data synth takes the same numbers from its flags.
+        _at_least(self, ("num_train", "num_val", "seed"), 0)
+        _size("image_size", self.image_size, "width, height")
+
 
 @dataclass
 class DataConfig:
@@ -139,12 +188,10 @@ class DataConfig:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        if len(self.input_size) != 2 or min(self.input_size) < 1:
-            raise FieldError("input_size", f"expected [height, width] of positive integers, "
-                                           f"got {self.input_size}")
         _at_least(self, ("heatmap_stride",), 1)
+        _size("input_size", self.input_size, "height, width", self.heatmap_stride)
         _at_least(self, ("workers",), 0)
-        _positive("sigma", self.sigma)
+        _positives(self, ("sigma", "bbox_padding"))
         if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
             raise FieldError("blur_kernel", f"must be a positive odd number, got {self.blur_kernel}")
 
@@ -181,6 +228,17 @@ class ModelConfig:
     # them the alpha gradient compares BN scales, not ops). Derived networks always have them.
     search_op_affine: bool = False
 
+    def __post_init__(self) -> None:
+        if not self.branch_channels or min(self.branch_channels) < 1:
+            raise FieldError("branch_channels", f"expected a list of positive integers, got "
+                                                f"{self.branch_channels}")
+        _positive("width_mult", self.width_mult)
+        _at_least(self, ("stem_channels", "num_stages", "modules_per_stage",
+                         "individual_nodes", "aggregation_nodes"), 1)
+        _at_least(self, ("edges_per_node", "aggregation_edges_per_node"), 0, " (0: every edge)")
+        if not self.ops or len(set(self.ops)) != len(self.ops):
+            raise FieldError("ops", f"expected a list of distinct op names, got {self.ops}")
+
 
 @dataclass
 class TrainConfig:
@@ -211,12 +269,14 @@ class TrainConfig:
         _at_least(self, ("epochs", "batch_size", "val_every", "log_every"), 1)
         _at_least(self, ("threads",), 0, " (0: torch's default)")
         _at_least(self, ("checkpoint_every",), 0)
-        _positive("lr", self.lr)
-        _at_least(self, ("clip_grad",), 0, " (0 disables)")
-        if self.width_mult is not None and self.width_mult <= 0:
-            raise FieldError("width_mult", f"must be positive, got {self.width_mult}")
-        if list(self.lr_steps) != sorted(self.lr_steps):
-            raise FieldError("lr_steps", f"must be increasing, got {self.lr_steps}")
+        _positives(self, ("lr", "lr_factor"))
+        _not_negative(self, ("clip_grad",), " (0 disables)")
+        _not_negative(self, ("weight_decay",))
+        _between(self, ("momentum",), 0.0, 1.0, high_open=True)
+        if self.width_mult is not None:
+            _positive("width_mult", self.width_mult)
+        if list(self.lr_steps) != sorted(self.lr_steps) or min(self.lr_steps, default=0) < 0:
+            raise FieldError("lr_steps", f"must be increasing epochs >= 0, got {self.lr_steps}")
 
 
 @dataclass
@@ -228,6 +288,10 @@ class TestConfig:
     batch_size: int = 32
     in_vis_thre: float = 0.2  # joints above it count towards the instance score
     oks_thre: float = 0.9  # OKS-NMS threshold
+
+    def __post_init__(self) -> None:
+        _at_least(self, ("batch_size",), 1)
+        _between(self, ("in_vis_thre", "oks_thre"), 0.0, 1.0)  # heatmap maxima, OKS
 
 
 @dataclass
@@ -272,6 +336,15 @@ class ControllerConfig:
     # down to 0.956 (6 periods); M=1, N=20 34/40 (6 steps are too few).
     updates_per_epoch: int = 2  # M
     archs_per_update: int = 12  # N
+
+    def __post_init__(self) -> None:
+        _at_least(self, ("hidden", "updates_per_epoch", "archs_per_update"), 1)
+        _at_least(self, ("start_epoch",), 0)
+        _positives(self, ("tanh_constant", "temperature", "lr"))
+        _not_negative(self, ("entropy_weight", "kl_weight"))
+        # KL from Bernoulli(0) or Bernoulli(1) is infinite for any other policy.
+        if not 0 < self.on_target < 1:
+            raise FieldError("on_target", f"must be in (0, 1), got {self.on_target}")
 
 
 @dataclass
@@ -344,9 +417,21 @@ class SearchConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
 
     def __post_init__(self) -> None:
+        _at_least(self, ("epochs", "batch_size", "alpha_every"), 1)
+        _at_least(self, ("iters_per_epoch",), 0, " (0: a full pass)")
+        _at_least(self, ("checkpoint_every", "derive_samples"), 0)
         _at_least(self, ("threads",), 0, " (0: torch's default)")
         _at_least(self, ("reward_threads",), 0, " (0: search.threads)")
-        _at_least(self, ("alpha_every",), 1)
+        _positives(self, ("weight_lr", "alpha_lr", "warmup_loss_ratio", "tau_start", "tau_end"))
+        _not_negative(self, ("alpha_weight_decay", "alpha_cost_weight"))
+        if len(self.alpha_betas) != 2:
+            raise FieldError("alpha_betas", f"expected [beta1, beta2], got {self.alpha_betas}")
+        for i, beta in enumerate(self.alpha_betas):
+            if not 0 <= beta < 1:
+                raise FieldError(f"alpha_betas[{i}]", f"must be in [0, 1), got {beta}")
+        _between(self, ("warmup_max_fraction",), 0.0, 1.0)
+        if not 0 < self.reward_fraction < 1:
+            raise FieldError("reward_fraction", f"must be in (0, 1), got {self.reward_fraction}")
 
 
 @dataclass
@@ -357,6 +442,17 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+
+    def __post_init__(self) -> None:
+        # numpy seeds with seed % 2**32; a negative one is most likely a typo.
+        _at_least(self, ("seed",), 0)
+        # Across sections: the search's input makes heatmaps of the same stride.
+        if self.search.input_size is not None:
+            try:
+                _size("input_size", self.search.input_size, "height, width",
+                      self.data.heatmap_stride)
+            except FieldError as e:
+                raise FieldError(f"search.{e.name}", e.message) from None
 
 
 # ---------------------------------------------------------------------------- loading

@@ -29,7 +29,11 @@ def run_demo(out_dir: Path) -> int:
           resume=(out / "train" / "last.pt").exists())
     print("autopose demo 3/3: test the trained network")
     checkpoint = out / "train" / "best.pt"
-    run_test_command(load_config(short), out / "test", checkpoint, oracle=False)
+    if (out / "test" / "metrics.json").is_file():
+        # A test run is never written over (io.check_run_folder): a finished demo's stands.
+        print(f"autopose demo: {out / 'test'} holds the test of this checkpoint already")
+    else:
+        run_test_command(load_config(short), out / "test", checkpoint, oracle=False)
     print("\nautopose demo finished:")
     print(f"  genotype     {genotype}")
     print(f"  search plots {out / 'search'}/search_progress.png, search_entropy.png, network.png")

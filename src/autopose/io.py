@@ -1,4 +1,5 @@
-"""Atomic file writes and run records: nothing is ever half-written."""
+"""Atomic file writes, run records and run folders: nothing is ever half-written, and no run
+overwrites another run's files."""
 
 from __future__ import annotations
 
@@ -41,6 +42,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
             os.unlink(tmp)
         raise
     return path
+
+
+def clear_stale_temps(folder: Path, name: str = "*") -> None:
+    """Remove what a killed :func:`atomic_write` of ``folder/name`` left (``.NAME.*.tmp``).
+
+    Called only where this run owns the files: a new run's folder, or the one it resumes.
+    """
+    if folder.is_dir():
+        for stale in folder.glob(f".{name}.*.tmp"):
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -102,3 +114,100 @@ def run_record(seed: int, argv: list[str] | None = None) -> dict[str, Any]:
         "git_commit": git_commit(),
         "versions": versions(),
     }
+
+
+# ---------------------------------------------------------------------------- run folders
+
+# The files that make a folder some run's (most telling first): a new run is never written
+# over any of them. Each command's run.json says which command wrote it.
+RUN_FILES = ("checkpoint.pt", "last.pt", "best.pt", "metrics.json", "genotype.json",
+             "run.json", "config.yaml")
+# What --resume continues: each command's own checkpoint.
+RESUME_FILES = {"search": "checkpoint.pt", "train": "last.pt"}
+RUNS = {"search": "a search", "train": "a training run", "test": "a test run",
+        "infer": "an inference run", None: "another run's files"}
+
+
+def _recorded_command(folder: Path) -> str | None:
+    """The command run.json names (older records: a search's has "strategy", a test's
+    "mode"), None when there is no readable one."""
+    try:
+        record = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    if record.get("command") in RUNS:
+        return record["command"]
+    return "search" if "strategy" in record else "test" if "mode" in record else None
+
+
+def run_in(folder: Path) -> tuple[str | None, str] | None:
+    """``(command, file)`` of the run ``folder`` holds (command None when unknown), or None
+    when it holds none of :data:`RUN_FILES`."""
+    present = [f for f in RUN_FILES if (folder / f).exists()]
+    if not present:
+        return None
+    by_file = {"checkpoint.pt": "search", "last.pt": "train", "best.pt": "train",
+               "metrics.json": "test", "genotype.json": "search"}
+    command = _recorded_command(folder) or by_file.get(present[0])
+    # The checkpoint a command resumes from is the most telling file of its own run.
+    shown = RESUME_FILES.get(command or "") if command else None
+    return command, shown if shown in present else present[0]
+
+
+def describe_run(folder: Path) -> str:
+    """``"a training run (last.pt)"``, ``"nothing (empty)"``, ... for messages."""
+    found = run_in(folder)
+    if found is not None:
+        return f"{RUNS[found[0]]} ({found[1]})"
+    if not folder.exists():
+        return "nothing (it does not exist)"
+    return "nothing (empty)" if not any(folder.iterdir()) else "no autopose run"
+
+
+def check_writable(path: Path, flag: str = "--out") -> None:
+    """``path`` (a folder, or a file's folder) can be made and written: its nearest existing
+    ancestor is a folder where a probe file can be created and removed. UserError if not."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{path}: {flag}: {probe} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".autopose-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UserError(f"{path}: {flag}: cannot write in {probe} ({e.strerror})") from None
+
+
+def check_run_folder(out: Path, command: str, resume: bool = False,
+                     writes: tuple[str, ...] = ()) -> None:
+    """Before ``command`` does any work: ``out`` is a folder it may write its run into.
+
+    A new run needs a folder that does not hold another run (:data:`RUN_FILES`; its own
+    earlier output counts too: nothing is ever replaced, only ``--resume`` continues a run)
+    nor any of ``writes`` (other files it would write). ``--resume`` needs the command's own
+    checkpoint (:data:`RESUME_FILES`). ``out`` must be a folder that can be written. The
+    temporary files of a killed run there are removed. All failures are one-line UserErrors.
+    """
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --out: is a file, not a folder")
+    check_writable(out)
+    own = RESUME_FILES.get(command)
+    if resume and own is not None:
+        if not (out / own).is_file():
+            raise UserError(f"{out}: --resume: holds {describe_run(out)}, not {RUNS[command]} "
+                            f"to continue ({own} not found)")
+    else:
+        found = run_in(out)
+        if found is not None:
+            hint = ("add --resume to continue it, or give a new --out"
+                    if found[0] == command and own else "give a new --out")
+            raise UserError(f"{out}: already holds {RUNS[found[0]]} ({found[1]}); {hint}")
+        clash = next((f for f in writes if (out / f).exists()), None)
+        if clash is not None:
+            raise UserError(f"{out / clash}: exists and would be overwritten by autopose "
+                            f"{command}; give a new --out")
+    clear_stale_temps(out)

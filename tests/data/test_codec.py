@@ -117,3 +117,39 @@ def test_codec_for_names_the_field():
         codec_for([128, 96], 4, 2.0, "udp", 11)
     with pytest.raises(UserError, match="data.blur_kernel"):
         codec_for([128, 96], 4, 2.0, "dark", 10)
+
+
+def _hrnet_final_preds(heatmaps: np.ndarray) -> np.ndarray:
+    """HRNet's get_max_preds + the quarter-pixel step of get_final_preds, loop for loop
+    (lib/core/inference.py), in heatmap pixels."""
+    n, k, h, w = heatmaps.shape
+    coords = np.zeros((n, k, 2))
+    for i in range(n):
+        for j in range(k):
+            hm = heatmaps[i, j]
+            idx = int(hm.reshape(-1).argmax())
+            x, y = float(idx % w), float(idx // w)
+            if hm.reshape(-1)[idx] <= 0:
+                x = y = 0.0
+            px, py = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+            if 1 < px < w - 1 and 1 < py < h - 1:
+                diff = np.array([hm[py][px + 1] - hm[py][px - 1], hm[py + 1][px] - hm[py - 1][px]])
+                x, y = np.array([x, y]) + np.sign(diff) * 0.25
+            coords[i, j] = x, y
+    return coords
+
+
+@pytest.mark.parametrize("x,y", [(1, 5), (5, 1), (1, 1), (2, 2), (0, 5), (10, 14), (11, 5)])
+def test_quarter_step_border_is_hrnets(x, y):
+    # A peak with a higher right and lower neighbour: HRNet moves it by (+0.25, +0.25) only
+    # where 1 < x < W-1 and 1 < y < H-1; at x = 1 or y = 1 it keeps the integer argmax.
+    h, w = 16, 12
+    hm = np.zeros((1, 1, h, w), np.float32)
+    hm[0, 0, y, x] = 1.0
+    for dx, dy, v in ((1, 0, 0.6), (-1, 0, 0.2), (0, 1, 0.6), (0, -1, 0.2)):
+        if 0 <= x + dx < w and 0 <= y + dy < h:
+            hm[0, 0, y + dy, x + dx] = v
+    coords, _ = HeatmapCodec((h * 4, w * 4), stride=4, sigma=2).decode(hm)
+    assert coords[0, 0].tolist() == _hrnet_final_preds(hm)[0, 0].tolist()
+    if x == 1 or y == 1:
+        assert coords[0, 0].tolist() == [x, y]

@@ -119,7 +119,9 @@ class HeatmapCodec:
         n, k, h, w = heatmaps.shape
         px = coords[..., 0].astype(np.int64)
         py = coords[..., 1].astype(np.int64)
-        inside = (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1)
+        # HRNet's get_final_preds: ``1 < px < W-1 and 1 < py < H-1`` (not ``0 <``): an
+        # argmax in column or row 1 keeps its integer position there, so here too.
+        inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
         ni, ki = np.nonzero(inside)
         x, y = px[ni, ki], py[ni, ki]
         hm = heatmaps[ni, ki]

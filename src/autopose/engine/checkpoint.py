@@ -11,7 +11,8 @@ function) is refused, never executed. Layout (``version`` 1)::
                    "lower_body"},
      "config": {...},                          # the resolved Config as a dict
      "meta": {"epoch", "metrics", "seed", "git_commit", "versions", "argv", "saved_at"},
-     "train_state": {...} | None}              # last.pt only: what --resume needs
+     "train_state": {...} | None,              # last.pt only: what --resume needs
+     "tensors_sha256": {"model/NAME": hex, ...}}  # every tensor's, checked on every read
 
 Everything is written atomically (temporary file, then rename).
 """
@@ -143,6 +144,14 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path,
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
     """The checkpoint's network with its weights, on the CPU, in eval mode."""
     model = build_model(ckpt["arch"], f"{path}")
+    # Before load_state_dict, whose size mismatch is a multi-line RuntimeError: an arch that
+    # disagrees with the weights (a joint count edited, say) is named by its first tensor.
+    expected = model.state_dict()
+    for name, weight in ckpt["model"].items():
+        if name in expected and weight.shape != expected[name].shape:
+            raise UserError(f"{path}: model.{name}: shape {list(weight.shape)} does not match "
+                            f"the architecture in arch ({list(expected[name].shape)}; "
+                            f"{describe_arch(ckpt['arch'])})")
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
         parts = []

@@ -23,7 +23,7 @@ import torch
 
 from autopose.engine.checkpoint import checkpoint_config, load_model
 from autopose.errors import UserError
-from autopose.io import atomic_write
+from autopose.io import atomic_write, check_writable, clear_stale_temps
 from autopose.models.build import describe_arch
 
 TOLERANCE = 1e-4
@@ -102,12 +102,26 @@ def _add_metadata(data: bytes, meta: dict[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
+def check_export_out(out: Path) -> None:
+    """``--out`` is a new file in a folder that can be written: an existing file (an earlier
+    export, or a run's checkpoint) is never replaced. A killed export's temporary is removed."""
+    if out.is_dir():
+        raise UserError(f"{out}: --out: is a folder; give the .onnx file to write")
+    if out.exists():
+        raise UserError(f"{out}: --out: exists; autopose export never replaces a file (give "
+                        "a new --out, or delete it)")
+    check_writable(out.parent)
+    clear_stale_temps(out.parent, out.name)
+
+
 def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
                        input_size: str | None = None) -> dict[str, Any]:
     """``autopose export``; returns ``{"out", "max_abs_diff", "input"}``."""
     if fmt != "onnx":
         raise UserError(f"--format: only onnx is supported, got {fmt!r}")
     _require_onnx()
+    out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
+    check_export_out(out)
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
     hw = parse_input(input_size, ckpt["config"]["data"]["input_size"])
     data = to_onnx_bytes(model, hw)
@@ -126,7 +140,6 @@ def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
         # how the heatmaps decode: standard (HRNet) or dark (autopose.data.codec)
         "autopose.codec": _codec_note(checkpoint_config(ckpt, checkpoint).data),
     })
-    out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
     atomic_write(out, lambda tmp: tmp.write_bytes(data))
     print(f"autopose export: {out} (opset {OPSET}, input {hw[0]}x{hw[1]}, dynamic batch); "
           f"ONNX Runtime vs PyTorch on a random input: max |diff| = {diff:.2e} "

@@ -35,7 +35,8 @@ from autopose.errors import UserError
 from autopose.evaluation.nms import oks_nms
 from autopose.evaluation.pipeline import EvalSet, network_heatmaps, predict
 from autopose.engine.checkpoint import checkpoint_config, keypoints_from_dict, load_model
-from autopose.io import atomic_write, default_run_dir, read_json, run_record, write_json
+from autopose.io import (atomic_write, check_run_folder, default_run_dir, read_json, run_record,
+                         write_json)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -182,12 +183,16 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
     fixed_box = parse_box(box) if box is not None else None
     paths = list_images(Path(image))
     ids = assign_ids(paths)
+    out = Path(out) if out else default_run_dir("infer")
+    # Before any work: a folder of its own, where no file it writes exists yet (--out the
+    # --image folder would otherwise overwrite PNG inputs with their drawings).
+    check_run_folder(out, "infer", writes=tuple(f"{p.stem}.png" for p in paths)
+                     + ("results.json", "images.json"))
     model, ckpt = load_model(checkpoint)
     cfg = checkpoint_config(ckpt, checkpoint, overrides)
     info = keypoints_from_dict(ckpt["keypoints"], str(checkpoint))
     device = next(model.parameters()).device
     dets = read_boxes(Path(boxes), ids, paths, min_score) if boxes is not None else None
-    out = Path(out) if out else default_run_dir("infer")
 
     h_in, w_in = cfg.data.input_size
     k = info.num_joints

@@ -7,7 +7,9 @@
   :func:`restore_train_state`.
 * The state file: :func:`save_state_file` writes a dict of tensors and plain data
   atomically; :func:`read_state_file` reads it back with ``torch.load(weights_only=True)``,
-  refusing a file that would import code and naming a damaged one. The search's
+  refusing a file that would import code and naming a damaged one. Each tensor's sha256 is
+  stored in the file (:data:`HASH_KEY`) and checked on every read: torch does not check the
+  zip's CRCs, so a flipped byte inside a weight would otherwise load silently. The search's
   ``checkpoint.pt`` (:func:`load_state_file`) and training's ``last.pt`` / ``best.pt``
   (:mod:`autopose.engine.checkpoint`, which adds its layout and checks) both go through them.
 * :func:`first_difference`: which setting a resumed run's stored config differs in.
@@ -19,12 +21,13 @@ a resumed search.
 
 from __future__ import annotations
 
+import hashlib
 import pickletools
 import random
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -128,9 +131,62 @@ def restore_train_state(ts: dict[str, Any], optimizer: torch.optim.Optimizer, sc
 # ---------------------------------------------------------------------------- the state file
 
 
+# The entry of a state file that maps each tensor's key path to the sha256 of its bytes.
+HASH_KEY = "tensors_sha256"
+
+
+def _tensors(obj: Any, at: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """``(key path, tensor)`` of every tensor in nested dicts and lists, in their order
+    (pickling keeps a dict's order, so a file read back walks the same way)."""
+    if isinstance(obj, torch.Tensor):
+        yield at, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if not (at == "" and k == HASH_KEY):
+                yield from _tensors(v, f"{at}/{k}" if at else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{at}/{i}")
+
+
+def tensor_sha256(t: torch.Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and bytes (in logical order, whatever its strides)."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def tensor_hashes(state: dict[str, Any]) -> dict[str, str]:
+    """Key path -> :func:`tensor_sha256` of every tensor in ``state``."""
+    return {at: tensor_sha256(t) for at, t in _tensors(state)}
+
+
 def save_state_file(path: Path, state: dict[str, Any]) -> Path:
-    """``torch.save(state)`` to ``path`` atomically (a temporary file beside it, renamed)."""
+    """``torch.save(state)`` to ``path`` atomically (a temporary file beside it, renamed),
+    with each tensor's sha256 under :data:`HASH_KEY`."""
+    state = {**state, HASH_KEY: tensor_hashes(state)}
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def verify_tensors(state: Any, path: Path, hint: str) -> None:
+    """UserError naming ``path`` when a tensor's bytes differ from their stored sha256.
+
+    One hash per tensor, not one over all: a tensor added or taken out is a mismatch of the
+    architecture, which the reader of the layout names (``model: weights do not match``); a
+    changed byte is damage, named here with the first tensor it is in.
+    """
+    if not isinstance(state, dict) or HASH_KEY not in state:
+        # Files written before the hashes were recorded: loaded without verification.
+        return
+    stored = state[HASH_KEY]
+    if not isinstance(stored, dict):
+        raise UserError(f"{path}: damaged: {HASH_KEY} is not a mapping of tensor hashes")
+    for at, t in _tensors(state):
+        want = stored.get(at)
+        if want is not None and tensor_sha256(t) != want:
+            raise UserError(f"{path}: damaged: the weights' sha256 does not match ({at}); "
+                            f"{hint}")
 
 
 def _pickle_globals(data: bytes, limit: int = 5) -> list[str]:
@@ -181,7 +237,7 @@ def read_state_file(path: Path, hint: str) -> Any:
         raise UserError(f"{path}: not an autopose checkpoint (a bare pickle, not a torch "
                         "checkpoint archive)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - classified below, never re-raised as is
         msg = str(e)
         if "GLOBAL" in msg or "Unsupported global" in msg:
@@ -193,6 +249,8 @@ def read_state_file(path: Path, hint: str) -> Any:
             first = msg.splitlines()[0] if msg else type(e).__name__
             raise damaged(first[:120]) from None
         raise damaged(type(e).__name__) from None
+    verify_tensors(state, path, hint)
+    return state
 
 
 def load_state_file(path: Path) -> dict[str, Any] | None:

@@ -13,7 +13,9 @@ from autopose.engine import distributed as ddp
 from autopose.engine.checkpoint import load_model_for_test
 from autopose.evaluation.coco_metric import format_table
 from autopose.evaluation.pipeline import build_eval_set, evaluate, network_heatmaps, oracle_heatmaps
-from autopose.io import default_run_dir, run_record, write_json, write_text
+from autopose.io import check_run_folder, default_run_dir, run_record, write_json, write_text
+
+RESULTS = "keypoint_results.json"
 
 
 def run_test_command(cfg: Config, out_dir: Path | None, checkpoint: Path | None,
@@ -33,9 +35,12 @@ def run_test_command(cfg: Config, out_dir: Path | None, checkpoint: Path | None,
 
 def _test(cfg: Config, out_dir: Path | None, checkpoint: Path | None, oracle: bool,
           info: ddp.DistInfo) -> dict[str, float]:
-    cfg = resolve_data(cfg)
     out = Path(out_dir) if out_dir else default_run_dir("test")
     out = Path(ddp.broadcast_object(str(out)))  # one folder, named by rank 0's clock
+    # Before any work (the built-in set's generation included): a folder of its own (an
+    # earlier test's is refused too).
+    check_run_folder(out, "test", writes=(RESULTS,))
+    cfg = resolve_data(cfg)
     eval_set = build_eval_set(cfg, oracle=oracle, quiet=not info.is_main)
     if oracle:
         fn = oracle_heatmaps(eval_set.dataset.codec, eval_set.info.flip_index)
@@ -43,13 +48,14 @@ def _test(cfg: Config, out_dir: Path | None, checkpoint: Path | None, oracle: bo
         model, device = load_model_for_test(checkpoint, cfg, info.device, quiet=not info.is_main)
         fn = network_heatmaps(model, device)
     t0 = time.time()
-    metrics = evaluate(cfg, fn, eval_set, results_path=out / "keypoint_results.json",
+    metrics = evaluate(cfg, fn, eval_set, results_path=out / RESULTS,
                        part=(info.rank, info.world_size))
     if not info.is_main:
         return metrics
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", dump_config(cfg))
-    record = run_record(cfg.seed) | {"mode": "oracle" if oracle else f"checkpoint {checkpoint}",
+    record = run_record(cfg.seed) | {"command": "test",
+                                     "mode": "oracle" if oracle else f"checkpoint {checkpoint}",
                                      "seconds": round(time.time() - t0, 2),
                                      "world_size": info.world_size}
     write_json(out / "run.json", record)

@@ -30,10 +30,8 @@ def write_run_files(out: Path, cfg: Config, facts: dict[str, Any], resumed: bool
                     position: tuple[int, int], genotype: dict[str, Any] | None) -> None:
     """config.yaml, run.json (the run record, ``facts``, and every resume so far: from
     ``position``, ``(epoch, batch)``, for this one) and genotype.json (derived networks)."""
+    # (A killed run's temporary files were removed by io.check_run_folder.)
     out.mkdir(parents=True, exist_ok=True)
-    # Temporary files of a run killed while writing (atomic_write's ".NAME.*.tmp").
-    for stale in out.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
     write_text(out / "config.yaml", dump_config(cfg))
     record = run_record(cfg.seed) | {"command": "train"} | facts
     runs = []

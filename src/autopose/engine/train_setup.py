@@ -12,7 +12,7 @@ from autopose.engine.checkpoint import checkpoint_config, read_checkpoint
 from autopose.engine.resume import first_difference
 from autopose.engine.train_files import LAST
 from autopose.errors import UserError
-from autopose.io import default_run_dir
+from autopose.io import check_run_folder, default_run_dir
 from autopose.models.build import ArchSource, resolve_arch
 
 
@@ -29,13 +29,14 @@ def prepare(config: Path | None, overrides: list[str], source: ArchSource, out: 
             resume: bool) -> tuple[Config, dict[str, Any] | ArchSource, Path,
                                    dict[str, Any] | None]:
     """Config, arch, run folder and (for --resume) the checkpoint to continue from."""
+    if resume and out is None:
+        raise UserError("autopose train --resume: give --out, the run folder to continue")
+    out = out or default_run_dir("train")
+    # A run folder belongs to its run: --resume needs a training run's last.pt there, a new
+    # run a folder that holds no run (io.RUN_FILES; a search's genotype.json among them).
+    check_run_folder(out, "train", resume)
     if resume:
-        if out is None:
-            raise UserError("autopose train --resume: give --out, the run folder to continue")
         path = out / LAST
-        if not path.is_file():
-            raise UserError(f"{path}: no checkpoint to resume from (--resume continues the run "
-                            "in --out)")
         ckpt = read_checkpoint(path)
         if not ckpt.get("train_state"):
             raise UserError(f"{path}: train_state: missing; the file cannot be resumed")
@@ -56,9 +57,5 @@ def prepare(config: Path | None, overrides: list[str], source: ArchSource, out: 
                 raise UserError(f"{path}: arch: differs from the --genotype/--model given")
         return cfg, arch, out, ckpt
     cfg = resolve_data(load_config(config or DEFAULT_CONFIG, overrides))
-    out = out or default_run_dir("train")
-    if (out / LAST).exists():
-        raise UserError(f"{out}: already holds a training run ({LAST}); add --resume to "
-                        "continue it, or give a new --out")
     source.check()
     return cfg, source, out, None

@@ -173,9 +173,11 @@ class BilevelSearch:
                                    {"epoch": self.state.epoch, "iteration": self.state.iteration})
         ddp.barrier()
 
-    def resume(self) -> bool:
-        """Load the run folder's checkpoint; False when there is none yet."""
-        ckpt = load_search_checkpoint(self.out)
+    def resume(self, ckpt: dict[str, Any] | None = None) -> bool:
+        """Load ``ckpt`` (read already) or the run folder's checkpoint; False when there is
+        none yet."""
+        if ckpt is None:
+            ckpt = load_search_checkpoint(self.out)
         if ckpt is None:
             return False
         self.load_state_dict(ckpt, self.out / "checkpoint.pt")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from autopose.engine.resume import load_state_file, save_state_file
+from autopose.errors import UserError
 from autopose.io import write_json
 
 CHECKPOINT = "checkpoint.pt"
@@ -19,5 +20,11 @@ def save_search_checkpoint(out: Path, state: dict[str, Any], progress: dict[str,
 
 
 def load_search_checkpoint(out: Path) -> dict[str, Any] | None:
-    """The run folder's checkpoint, None when there is none; UserError when damaged."""
-    return load_state_file(out / CHECKPOINT)
+    """The run folder's checkpoint, None when there is none; UserError when damaged, or
+    when it is not a search's (a training checkpoint renamed, say)."""
+    state = load_state_file(out / CHECKPOINT)
+    if state is not None and not (isinstance(state, dict) and "supernet" in state):
+        what = ("a training checkpoint" if isinstance(state, dict)
+                and state.get("format") == "autopose-checkpoint" else "another kind of file")
+        raise UserError(f"{out / CHECKPOINT}: --resume: {what}, not a search's (no supernet)")
+    return state

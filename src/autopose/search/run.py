@@ -12,9 +12,9 @@ import torch
 from autopose.config import Config, SearchConfig, dump_config
 from autopose.engine import distributed as ddp
 from autopose.errors import UserError
-from autopose.io import default_run_dir, run_record, write_json, write_text
+from autopose.io import check_run_folder, default_run_dir, run_record, write_json, write_text
 from autopose.search.bilevel import BilevelSearch
-from autopose.search.checkpoint import CHECKPOINT
+from autopose.search.checkpoint import load_search_checkpoint
 from autopose.viz.architecture import draw_genotype
 from autopose.viz.search_plots import plot_search
 
@@ -58,31 +58,35 @@ def run_search_command(cfg: Config, out_dir: Path | None, strategy: str = "autop
         cfg = dataclasses.replace(cfg, seed=seed)
     info = ddp.init_distributed()
     try:
+        if resume and out_dir is None:
+            raise UserError("autopose search --resume: give --out, the run folder to continue")
         # One run folder for all ranks: rank 0's clock names it.
         out = ddp.broadcast_object(Path(out_dir) if out_dir else default_run_dir("search"))
-        if (out / CHECKPOINT).exists() and not resume:
-            raise UserError(f"{out}: holds a search already: add --resume to continue it, or "
-                            "give another --out")
-        return _search(cfg, out, strategy, resume, progress, info)
+        # --resume needs a search's checkpoint.pt there; a new search a folder holding no run.
+        check_run_folder(out, "search", resume)
+        # Read (and checked to be a search's) before the data and the supernet are built.
+        state = load_search_checkpoint(out) if resume else None
+        return _search(cfg, out, strategy, state, progress, info)
     finally:
         ddp.cleanup()
 
 
-def _search(cfg: Config, out: Path, strategy: str, resume: bool, progress: bool,
-            info: ddp.DistInfo) -> Path:
+def _search(cfg: Config, out: Path, strategy: str, state: dict[str, Any] | None,
+            progress: bool, info: ddp.DistInfo) -> Path:
     # Lazy: tensorboard is slow to import, and only the writing rank needs it.
     from torch.utils.tensorboard import SummaryWriter
 
     main = info.is_main
     out.mkdir(parents=True, exist_ok=True)
     search = BilevelSearch(cfg, out, strategy, dist_info=info, progress=progress)
-    if resume and search.resume() and main:
+    if state is not None and search.resume(state) and main:
         print(f"resuming {out} at epoch {search.state.epoch + 1}, "
               f"iteration {search.state.iteration}")
     if main:
         write_text(out / "config.yaml", dump_config(search.cfg))
         write_json(out / "run.json", run_record(search.cfg.seed)
-                   | {"strategy": strategy, "world_size": info.world_size})
+                   | {"command": "search", "strategy": strategy,
+                      "world_size": info.world_size})
     s = search.cfg.search
     say = print if main else (lambda *a, **k: None)
     say(f"search ({strategy}): {s.epochs} epochs x {search.iters_per_epoch} iterations, "

@@ -32,7 +32,7 @@ from autopose.config import SyntheticConfig
 from autopose.data.keypoints import COCO17
 from autopose.data.synthetic.scene import LEVELS, PersonRender, Tiles, make_tiles, render_image
 from autopose.errors import UserError
-from autopose.io import atomic_write, write_json, write_text
+from autopose.io import atomic_write, check_writable, write_json, write_text
 
 # Bump whenever the images or annotations for a given seed change: it keys the cache.
 GENERATOR_VERSION = 1
@@ -273,7 +273,8 @@ def generate(out_dir: str | os.PathLike, num_train: int, num_val: int, seed: int
         if not replace and is_synthetic_set(out):
             return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    clear_killed_generations(out)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-{os.getpid()}-"))
     try:
         stats = {}
         for split, n in (("train", num_train), ("val", num_val)):
@@ -284,7 +285,7 @@ def generate(out_dir: str | os.PathLike, num_train: int, num_val: int, seed: int
         if out.exists():
             if not replace and is_synthetic_set(out):  # another process finished first
                 return out
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-{os.getpid()}-"))
             os.replace(out, old / "set")
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
@@ -299,6 +300,32 @@ def generate(out_dir: str | os.PathLike, num_train: int, num_val: int, seed: int
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
+
+
+def clear_killed_generations(out: Path) -> None:
+    """Remove the temporary folders a killed generation of ``out`` left beside it
+    (``.NAME.tmp-PID-*``, ``.NAME.old-PID-*``: a set of ~9 MB and more).
+
+    A folder whose process still runs is another generation under way and is kept; one
+    without a process id (written before ids were in the names) is removed.
+    """
+    for prefix in (f".{out.name}.tmp-", f".{out.name}.old-"):
+        for stale in out.parent.glob(prefix + "*"):
+            pid = stale.name[len(prefix):].split("-")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def cache_root() -> Path:
@@ -354,8 +381,7 @@ def ensure_synthetic(cfg: SyntheticConfig) -> Path:
     with _locked(path.parent / f".{path.name}.lock"):
         if is_synthetic_set(path):
             return path
-        for stale in path.parent.glob(f".{path.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        clear_killed_generations(path)
         n = cfg.num_train + cfg.num_val
         print(f"autopose: generating the built-in synthetic set ({cfg.num_train} train + "
               f"{cfg.num_val} val images, seed {cfg.seed}, level {cfg.level}) into {path}; "
@@ -388,6 +414,8 @@ def run_synth_command(args: argparse.Namespace) -> int:
     for flag, v in (("--num-train", num_train), ("--num-val", num_val), ("--seed", seed)):
         if v < 0:
             raise UserError(f"{flag}: must be >= 0, got {v}")
+    # Up front: an --out that cannot be written is one line, not a traceback after the work.
+    check_writable(Path(args.out))
     t0 = time.time()
     out = generate(args.out, num_train, num_val, seed, size,
                    workers=default_workers(num_train + num_val), level=level)
