@@ -204,13 +204,14 @@ def _parse(data: Any, source: str) -> Genotype:
     if (not isinstance(widths, list) or not 1 <= len(widths) <= MAX_BRANCHES
             or any(not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= MAX_CHANNELS
                    for w in widths)):
-        raise _fail(source, "widths", f"expected 1 to {MAX_BRANCHES} integers 1..{MAX_CHANNELS}, "
-                                      f"got {widths!r:.60}")
+        raise _fail(source, "widths", f"expected a list of positive integers (1 to "
+                                      f"{MAX_BRANCHES}, each at most {MAX_CHANNELS}), got "
+                                      f"{widths!r:.60}")
     wm = data.get("width_mult", 2.0)
     # Not `wm <= 0` alone: NaN compares false with everything.
     if not isinstance(wm, (int, float)) or isinstance(wm, bool) or not 0 < wm <= MAX_WIDTH_MULT:
-        raise _fail(source, "width_mult", f"expected a number in (0, {MAX_WIDTH_MULT}], got "
-                                          f"{wm!r:.40}")
+        raise _fail(source, "width_mult", f"expected a positive number (at most "
+                                          f"{MAX_WIDTH_MULT:g}), got {wm!r:.40}")
     stem = _int(data, "stem_channels", source, 1, maximum=MAX_CHANNELS)
     stages = _int(data, "stages", source, 1, maximum=MAX_STAGES)
     modules = _int(data, "modules_per_stage", source, 1, maximum=MAX_MODULES)
