@@ -1,8 +1,7 @@
 """Helpers of the bad-input tests: a tiny genotype and checkpoint, and the one-line check.
 
-Imported by name (``from bad_input_helpers import ...``), as ``conftest`` is: tests/ is on
-the path of the test modules directly under it and of those in tests/data (pytest's rootdir
-insertion of each test file's folder; tests/data imports it through ``conftest``'s folder).
+Imported by name (``from bad_input_helpers import ...``), as ``conftest`` is: pytest puts
+tests/ on the path of the test modules directly under it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ decoded and mapped back exactly as ``autopose test`` does it: the same
 * neither: **the whole image is one person box** (right for an image cropped around one
   person, wrong for a scene with several people: give boxes then).
 
+A box reaching beyond its image is clipped to it. ``--boxes`` entries for images not given,
+of another category, with a non-positive width or height, or below ``--min-score`` are
+skipped and counted in the summary line; a malformed entry is an error naming it.
+
 An image's id is the number in its file name when every name is a number (COCO's
 ``000000000785.jpg`` is 785), otherwise its 1-based position in name order; ``images.json``
 in the output folder lists them. Output: one PNG per image (``<name>.png``) with each
