@@ -186,6 +186,10 @@ class DataConfig:
     keypoints: KeypointConfig = field(default_factory=KeypointConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     workers: int = 2
+    # A damaged image (truncated, or not decodable): "error" stops the run with one line
+    # naming the file (mmpose's behaviour); "skip" drops its records, counted in the
+    # loader's summary line (each image is then also decoded once, at 1/8 size, at load).
+    corrupt_images: Literal["error", "skip"] = "error"
 
     def __post_init__(self) -> None:
         _at_least(self, ("heatmap_stride",), 1)

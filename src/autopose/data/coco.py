@@ -8,7 +8,7 @@ counted in one summary line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ import numpy as np
 
 from autopose.config import DataConfig, SplitConfig
 from autopose.data.keypoints import KeypointInfo, from_coco_category
-from autopose.data.records import PersonRecord, SkipCounter, finite_floats
+from autopose.data.records import (ImageChecker, PersonRecord, SkipCounter, finite_floats,
+                                   integer, json_list, number, require, shown, text)
 from autopose.io import read_json
 from autopose.data.transforms import box_to_center_scale
 from autopose.errors import UserError
@@ -24,7 +25,12 @@ from autopose.errors import UserError
 
 @dataclass
 class CocoSet:
-    """A parsed COCO-format keypoint file: metadata, images and person records."""
+    """A parsed COCO-format keypoint file: metadata, images and person records.
+
+    ``images`` holds every image entry; ``damaged`` the ids of those skipped as corrupt
+    (``data.corrupt_images=skip``), whose detections are skipped too; ``checker`` remembers
+    which image files were checked.
+    """
 
     ann_file: Path
     image_dir: Path
@@ -32,19 +38,18 @@ class CocoSet:
     category_id: int
     images: dict[int, dict[str, Any]]
     records: list[PersonRecord]
-
-
-def _require(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
-    for k in keys:
-        if k not in obj:
-            raise UserError(f"{where}: missing '{k}'")
+    damaged: set[int] = field(default_factory=set)
+    checker: ImageChecker = field(default_factory=ImageChecker)
 
 
 def _person_category(doc: dict[str, Any], data: DataConfig, source: str) -> tuple[int, KeypointInfo]:
-    cats = doc["categories"]
-    if not isinstance(cats, list):
-        raise UserError(f"{source}: categories: not a list")
-    kp_cats = [c for c in cats if isinstance(c, dict) and c.get("keypoints")]
+    cats = json_list(doc["categories"], source, "categories")
+    for i, c in enumerate(cats):
+        if not isinstance(c, dict):
+            raise UserError(f"{source}: categories[{i}]: expected an object, got {shown(c)}")
+        require(c, ("id",), f"{source}: categories[{i}]")
+        integer(c["id"], f"{source}: categories[{i}]", "id")
+    kp_cats = [c for c in cats if c.get("keypoints")]
     if not kp_cats:
         raise UserError(f"{source}: categories: no category with 'keypoints'")
     if len(kp_cats) > 1:
@@ -52,8 +57,7 @@ def _person_category(doc: dict[str, Any], data: DataConfig, source: str) -> tupl
         raise UserError(f"{source}: categories: {len(kp_cats)} keypoint categories {ids}; "
                         "autopose expects one")
     cat = kp_cats[0]
-    _require(cat, ("id",), f"{source}: categories[0]")
-    return int(cat["id"]), from_coco_category(cat, data.keypoints, source)
+    return cat["id"], from_coco_category(cat, data.keypoints, source)
 
 
 def _clean_box(bbox: np.ndarray, width: float, height: float) -> np.ndarray | None:
@@ -67,11 +71,65 @@ def _clean_box(bbox: np.ndarray, width: float, height: float) -> np.ndarray | No
     return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64)
 
 
+def _read_images(entries: list[Any], src: str) -> dict[int, dict[str, Any]]:
+    """The ``images`` entries by id, every field the pipeline reads checked."""
+    images: dict[int, dict[str, Any]] = {}
+    for n, im in enumerate(entries):
+        if not isinstance(im, dict):
+            raise UserError(f"{src}: images[{n}]: expected an object, got {shown(im)}")
+        require(im, ("id", "file_name", "width", "height"), f"{src}: images[{n}]")
+        image_id = integer(im["id"], f"{src}: images[{n}]", "id")
+        where = f"{src}: image id={image_id}"
+        if image_id in images:
+            raise UserError(f"{where}: id: used by two images")
+        text(im["file_name"], where, "file_name")
+        integer(im["width"], where, "width", minimum=1)
+        integer(im["height"], where, "height", minimum=1)
+        images[image_id] = im
+    return images
+
+
+def _annotation_ids(ann: Any, n: int, src: str, seen: set[int]) -> tuple[str, int, int]:
+    """``(where, image_id, category_id)`` of annotation ``n``: the fields every annotation
+    must have, whatever its category (pycocotools indexes the whole file by them)."""
+    if not isinstance(ann, dict):
+        raise UserError(f"{src}: annotations[{n}]: expected an object, got {shown(ann)}")
+    require(ann, ("id",), f"{src}: annotations[{n}]")
+    aid = integer(ann["id"], f"{src}: annotations[{n}]", "id")
+    where = f"{src}: annotation id={aid}"
+    if aid in seen:
+        raise UserError(f"{where}: id: used by two annotations")
+    seen.add(aid)
+    require(ann, ("image_id", "category_id"), where)
+    return where, integer(ann["image_id"], where, "image_id"), \
+        integer(ann["category_id"], where, "category_id")
+
+
+def _person_fields(ann: dict[str, Any], where: str, k: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(keypoints (K, 3), bbox, area)`` of a person annotation, each checked; crowd
+    annotations too, since COCOeval reads them."""
+    require(ann, ("bbox", "area", "keypoints"), where)
+    bbox = finite_floats(ann["bbox"], 4, where, "bbox")
+    if bbox[2] < 0 or bbox[3] < 0:
+        raise UserError(f"{where}: bbox: negative width or height {bbox.tolist()}")
+    area = number(ann["area"], where, "area", minimum=0)
+    kps = finite_floats(ann["keypoints"], 3 * k, where, "keypoints").reshape(k, 3)
+    if not np.isin(kps[:, 2], (0, 1, 2)).all():
+        raise UserError(f"{where}: keypoints: visibility flags must be 0, 1 or 2")
+    if ann.get("iscrowd", 0) not in (0, 1) or isinstance(ann.get("iscrowd"), (bool, float)):
+        raise UserError(f"{where}: iscrowd: expected 0 or 1, got {shown(ann['iscrowd'])}")
+    if "num_keypoints" in ann:
+        integer(ann["num_keypoints"], where, "num_keypoints", minimum=0)
+    return kps, bbox, area
+
+
 def load_coco(split: SplitConfig, data: DataConfig, role: str = "val",
               quiet: bool = False) -> CocoSet:
     """Read ``split.ann`` and return its person records with ground-truth boxes.
 
-    ``role`` names the split in messages (``data.train`` or ``data.val``).
+    ``role`` names the split in messages (``data.train`` or ``data.val``). Every field the
+    pipeline or COCOeval reads is checked here, with its type and range, so that a bad file
+    stops before any work with one line naming the annotation (or image) and the field.
     """
     if split.ann is None or split.images is None:
         raise UserError(f"config: data.{role}.ann and data.{role}.images are required")
@@ -82,72 +140,68 @@ def load_coco(split: SplitConfig, data: DataConfig, role: str = "val",
     src = str(ann_file)
     if not isinstance(doc, dict):
         raise UserError(f"{src}: top level must be an object with images, annotations, categories")
-    _require(doc, ("images", "annotations", "categories"), src)
+    require(doc, ("images", "annotations", "categories"), src)
     cat_id, info = _person_category(doc, data, src)
     k = info.num_joints
-
-    images: dict[int, dict[str, Any]] = {}
-    for im in doc["images"]:
-        where = f"{src}: image id={im.get('id') if isinstance(im, dict) else '?'}"
-        if not isinstance(im, dict):
-            raise UserError(f"{where}: not an object")
-        _require(im, ("id", "file_name", "width", "height"), where)
-        images[int(im["id"])] = im
+    images = _read_images(json_list(doc["images"], src, "images"), src)
 
     h_in, w_in = data.input_size
     aspect = w_in / h_in
     skips = SkipCounter(src)
+    checker = ImageChecker(data.corrupt_images)
+    damaged: set[int] = set()
     records: list[PersonRecord] = []
-    checked: set[int] = set()
-    for ann in doc["annotations"]:
-        aid = ann.get("id", "?") if isinstance(ann, dict) else "?"
-        where = f"{src}: annotation id={aid}"
-        if not isinstance(ann, dict):
-            raise UserError(f"{where}: not an object")
-        _require(ann, ("image_id", "category_id", "bbox"), where)
-        if int(ann["category_id"]) != cat_id:
-            known = {c.get("id") for c in doc["categories"] if isinstance(c, dict)}
-            if ann["category_id"] not in known:
-                raise UserError(f"{where}: unknown category_id {ann['category_id']}")
+    seen: set[int] = set()
+    known_cats = {c["id"] for c in doc["categories"]}
+    for n, ann in enumerate(json_list(doc["annotations"], src, "annotations")):
+        where, image_id, category_id = _annotation_ids(ann, n, src, seen)
+        if category_id != cat_id:
+            if category_id not in known_cats:
+                raise UserError(f"{where}: unknown category_id {category_id}")
             continue  # another category: not a person
-        image_id = int(ann["image_id"])
         if image_id not in images:
             raise UserError(f"{where}: image_id {image_id} is not in 'images'")
+        kps, bbox, area = _person_fields(ann, where, k)
         if ann.get("iscrowd", 0):
             skips.skip("crowd")
             continue
-        if "keypoints" not in ann:
-            raise UserError(f"{where}: missing 'keypoints'")
-        kps = finite_floats(ann["keypoints"], 3 * k, where, "keypoints").reshape(k, 3)
-        bbox = finite_floats(ann["bbox"], 4, where, "bbox")
-        if bbox[2] < 0 or bbox[3] < 0:
-            raise UserError(f"{where}: bbox: negative width or height {bbox.tolist()}")
-        if not np.isin(kps[:, 2], (0, 1, 2)).all():
-            raise UserError(f"{where}: keypoints: visibility flags must be 0, 1 or 2")
         im = images[image_id]
         box = _clean_box(bbox, float(im["width"]), float(im["height"]))
-        if box is None or float(ann.get("area", 1.0)) <= 0:
+        if box is None or area <= 0:
             skips.skip("zero-area box")
             continue
         if kps[:, 2].max() == 0:
             skips.skip("no labelled keypoint")
             continue
-        path = image_dir / str(im["file_name"])
-        if image_id not in checked:
-            if not path.is_file():
-                raise UserError(f"{path}: image id={image_id}: file missing "
-                                f"(referenced by {src})")
-            checked.add(image_id)
+        path = image_dir / im["file_name"]
+        if not checker.usable(path, image_id, src):
+            damaged.add(image_id)
+            skips.skip("damaged image")
+            continue
         center, scale = box_to_center_scale(box, aspect, data.bbox_padding)
         records.append(PersonRecord(
             image_path=str(path), image_id=image_id, center=center, scale=scale,
             joints=kps[:, :2].astype(np.float32), vis=(kps[:, 2] > 0).astype(np.float32),
-            ann_id=int(ann["id"]) if "id" in ann else None, bbox=box))
+            ann_id=ann["id"], bbox=box))
     if not quiet:
         skips.report(len(records))
     if not records:
         raise UserError(f"{src}: no usable person annotation (empty dataset)")
-    return CocoSet(ann_file, image_dir, info, cat_id, images, records)
+    return CocoSet(ann_file, image_dir, info, cat_id, images, records, damaged, checker)
+
+
+def detection_fields(det: Any, where: str, score_default: float | None = None
+                     ) -> tuple[int | None, np.ndarray, float]:
+    """``(category_id or None, box [x, y, w, h], score)`` of one entry of a COCO results
+    file, each checked; a missing score is ``score_default`` (None: required)."""
+    if not isinstance(det, dict):
+        raise UserError(f"{where}: expected an object, got {shown(det)}")
+    require(det, ("bbox",) if score_default is not None else ("bbox", "score"), where)
+    category = integer(det["category_id"], where, "category_id") if "category_id" in det \
+        else None
+    box = finite_floats(det["bbox"], 4, where, "bbox")
+    score = number(det.get("score", score_default), where, "score")
+    return category, box, score
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -182,22 +236,23 @@ def load_detections(det_file: str | Path, gt: CocoSet, data: DataConfig,
     records: list[PersonRecord] = []
     for i, det in enumerate(dets):
         where = f"{src}: detection #{i}"
-        if not isinstance(det, dict):
-            raise UserError(f"{where}: not an object")
-        _require(det, ("image_id", "bbox", "score"), where)
-        if int(det.get("category_id", gt.category_id)) != gt.category_id:
+        category, box, score = detection_fields(det, where)
+        require(det, ("image_id",), where)
+        image_id = integer(det["image_id"], where, "image_id")
+        if category is not None and category != gt.category_id:
             skips.skip("other category")
             continue
-        image_id = int(det["image_id"])
         if image_id not in gt.images:
             raise UserError(f"{where}: image_id {image_id} is not in {gt.ann_file}")
-        score = float(finite_floats([det["score"]], 1, where, "score")[0])
         if score < score_thresh:
             skips.skip("below score threshold")
             continue
-        box = finite_floats(det["bbox"], 4, where, "bbox")
         if box[2] <= 0 or box[3] <= 0:
             skips.skip("zero-area box")
+            continue
+        path = gt.image_dir / str(gt.images[image_id]["file_name"])
+        if image_id in gt.damaged or not gt.checker.usable(path, image_id, str(gt.ann_file)):
+            skips.skip("damaged image")
             continue
         joints = np.zeros((k, 2), np.float32)
         vis = np.zeros(k, np.float32)
@@ -206,7 +261,6 @@ def load_detections(det_file: str | Path, gt: CocoSet, data: DataConfig,
             if _iou(box, best.bbox) > 0:
                 joints, vis = best.joints.copy(), best.vis.copy()
         center, scale = box_to_center_scale(box, aspect, data.bbox_padding)
-        path = gt.image_dir / str(gt.images[image_id]["file_name"])
         records.append(PersonRecord(str(path), image_id, center, scale, joints, vis,
                                     box_score=score, bbox=box))
     if not quiet:

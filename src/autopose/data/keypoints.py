@@ -6,6 +6,7 @@ skeleton from its category and its flip pairs and sigmas from the config.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,12 +115,18 @@ def from_coco_category(category: dict[str, Any], cfg: KeypointConfig, source: st
     k = len(names)
     builtin = COCO17 if tuple(names) == COCO_NAMES else None
     raw_skeleton = category.get("skeleton") or []
+    if not isinstance(raw_skeleton, list):
+        raise UserError(f"{source}: categories[id={category.get('id')}].skeleton: expected a "
+                        f"list of joint pairs, got {raw_skeleton!r:.40}")
     skeleton = []
     for e in raw_skeleton:
-        if len(e) != 2 or not all(1 <= int(i) <= k for i in e):
+        # Integers only: bool is an int in Python, and a float or a string is not an index.
+        if (not isinstance(e, list) or len(e) != 2
+                or not all(isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= k
+                           for i in e)):
             raise UserError(f"{source}: categories[id={category.get('id')}].skeleton: "
-                            f"edge {e!r} is not a pair of 1-based joint indices <= {k}")
-        skeleton.append((int(e[0]) - 1, int(e[1]) - 1))
+                            f"edge {e!r:.40} is not a pair of 1-based joint indices <= {k}")
+        skeleton.append((e[0] - 1, e[1] - 1))
 
     if cfg.flip_pairs is not None:
         flip_pairs = _check_pairs(cfg.flip_pairs, k, source)
@@ -129,7 +136,7 @@ def from_coco_category(category: dict[str, Any], cfg: KeypointConfig, source: st
         raise UserError(f"{source}: data.keypoints.flip_pairs: required for a custom "
                         f"keypoint layout ({k} joints: {', '.join(names[:4])}...)")
     if cfg.sigmas is not None:
-        if len(cfg.sigmas) != k or any(s <= 0 for s in cfg.sigmas):
+        if len(cfg.sigmas) != k or not all(0 < s < math.inf for s in cfg.sigmas):
             raise UserError(f"{source}: data.keypoints.sigmas: need {k} positive values, "
                             f"got {len(cfg.sigmas)}")
         sigmas = tuple(float(s) for s in cfg.sigmas)

@@ -12,7 +12,8 @@ import numpy as np
 
 from autopose.config import DataConfig, SplitConfig
 from autopose.data.keypoints import MPII16
-from autopose.data.records import PersonRecord, SkipCounter, finite_floats
+from autopose.data.records import (ImageChecker, PersonRecord, SkipCounter, finite_floats,
+                                   number, require, shown, text)
 from autopose.io import read_json
 from autopose.errors import UserError
 
@@ -31,21 +32,23 @@ def load_mpii(split: SplitConfig, data: DataConfig, role: str = "val",
         raise UserError(f"{src}: expected a list of person records")
     k = MPII16.num_joints
     skips = SkipCounter(src)
+    checker = ImageChecker(data.corrupt_images)
     records: list[PersonRecord] = []
-    checked: set[str] = set()
     for i, a in enumerate(doc):
         where = f"{src}: record #{i}"
         if not isinstance(a, dict):
-            raise UserError(f"{where}: not an object")
-        for key in ("image", "center", "scale", "joints", "joints_vis"):
-            if key not in a:
-                raise UserError(f"{where}: missing '{key}'")
+            raise UserError(f"{where}: expected an object, got {shown(a)}")
+        require(a, ("image", "center", "scale", "joints", "joints_vis"), where)
+        image = text(a["image"], where, "image")
         center = finite_floats(a["center"], 2, where, "center").astype(np.float32)
-        s = float(finite_floats([a["scale"]], 1, where, "scale")[0])
+        s = number(a["scale"], where, "scale")
         if s <= 0:
             raise UserError(f"{where}: scale: must be positive, got {s}")
-        joints = finite_floats(a["joints"], 2 * k, where, "joints").reshape(k, 2)
+        # The reference layout: joints as 16 [x, y] pairs, joints_vis as 16 flags 0 or 1.
+        joints = finite_floats(a["joints"], 2 * k, where, "joints", rows=k).reshape(k, 2)
         vis = finite_floats(a["joints_vis"], k, where, "joints_vis")
+        if not np.isin(vis, (0, 1)).all():
+            raise UserError(f"{where}: joints_vis: flags must be 0 or 1")
         if vis.max() <= 0:
             skips.skip("no labelled keypoint")
             continue
@@ -53,11 +56,10 @@ def load_mpii(split: SplitConfig, data: DataConfig, role: str = "val",
             center[1] = center[1] + 15 * s
             s = s * 1.25
         scale = np.array([s, s], dtype=np.float32)
-        path = image_dir / str(a["image"])
-        if a["image"] not in checked:
-            if not path.is_file():
-                raise UserError(f"{path}: image of record #{i}: file missing (referenced by {src})")
-            checked.add(a["image"])
+        path = image_dir / image
+        if not checker.usable(path, i, src):
+            skips.skip("damaged image")
+            continue
         records.append(PersonRecord(
             image_path=str(path), image_id=i, center=center - 1, scale=scale,
             joints=(joints - 1).astype(np.float32), vis=(vis > 0).astype(np.float32)))

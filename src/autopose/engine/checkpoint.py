@@ -174,12 +174,14 @@ def load_model(path: str | Path, device: torch.device | None = None
 
 
 def load_model_for_test(checkpoint: str | Path | None, cfg: Config,
-                        device: torch.device | None = None, quiet: bool = False
+                        device: torch.device | None = None, quiet: bool = False,
+                        data_joints: tuple[int, str | Path] | None = None
                         ) -> tuple[nn.Module, torch.device]:
     """The model for ``autopose test --checkpoint``: built from the checkpoint's own arch.
 
     The checkpoint's joints must be the test set's: an MPII checkpoint cannot be scored on
-    COCO or the other way round.
+    COCO or the other way round. ``data_joints``, ``(K, file)`` of the loaded test set, is
+    checked too: a custom layout (flip pairs given) has whatever K its file says.
     """
     if checkpoint is None:
         raise UserError("autopose test: --checkpoint is required")
@@ -188,6 +190,8 @@ def load_model_for_test(checkpoint: str | Path | None, cfg: Config,
     k = ckpt["arch"]["num_joints"]
     fmt = FORMATS.get(cfg.data.format)  # an unknown format was rejected with the val split
     mismatch = fmt.joints_mismatch(k, cfg.data) if fmt is not None else None
+    if mismatch is None and data_joints is not None and data_joints[0] != k:
+        mismatch = f"{data_joints[1]} has {data_joints[0]}"
     if mismatch is not None:
         raise UserError(f"{checkpoint}: arch.num_joints: the model predicts {k} joints; "
                         f"{mismatch}")

@@ -12,6 +12,10 @@ decoded and mapped back exactly as ``autopose test`` does it: the same
 * neither: **the whole image is one person box** (right for an image cropped around one
   person, wrong for a scene with several people: give boxes then).
 
+A box reaching beyond its image is clipped to it. ``--boxes`` entries for images not given,
+of another category, with a non-positive width or height, or below ``--min-score`` are
+skipped and counted in the summary line; a malformed entry is an error naming it.
+
 An image's id is the number in its file name when every name is a number (COCO's
 ``000000000785.jpg`` is 785), otherwise its 1-based position in name order; ``images.json``
 in the output folder lists them. Output: one PNG per image (``<name>.png``) with each
@@ -28,7 +32,9 @@ import numpy as np
 
 from autopose.data.codec import instance_scores
 from autopose.data.keypoints import KeypointInfo
-from autopose.data.records import PersonRecord, read_image
+from autopose.data.coco import detection_fields
+from autopose.data.records import (ImageChecker, PersonRecord, SkipCounter, integer, read_image,
+                                   text)
 from autopose.data.topdown import TopDownDataset
 from autopose.data.transforms import box_to_center_scale
 from autopose.errors import UserError
@@ -74,7 +80,11 @@ def assign_ids(paths: list[Path]) -> list[int]:
 
 
 def parse_box(text: str) -> list[float]:
-    """``"x,y,w,h"`` -> four floats with positive width and height."""
+    """``"x,y,w,h"`` -> four finite floats with positive width and height.
+
+    A box reaching beyond an image is clipped to it later (:func:`clip_box`), so
+    ``0,0,1e9,1e9`` means the whole image of any size.
+    """
     try:
         box = [float(v) for v in text.split(",")]
     except ValueError:
@@ -84,44 +94,55 @@ def parse_box(text: str) -> list[float]:
     return box
 
 
-def read_boxes(det_file: Path, ids: list[int], paths: list[Path],
-               min_score: float) -> dict[int, list[tuple[list[float], float]]]:
-    """Detections per image id from a COCO results file; UserError naming the entry."""
+def clip_box(box: list[float], width: int, height: int) -> list[float] | None:
+    """``box`` clipped to the ``width`` x ``height`` image; None when nothing is left.
+
+    HRNet and mmpose clip ground-truth boxes to the image before cropping; a box inside the
+    image is returned unchanged (not shrunk by HRNet's one pixel), so given boxes keep their
+    numbers in results.json. A huge box (1e30) would otherwise overflow OpenCV's drawing.
+    """
+    x1, y1 = max(0.0, box[0]), max(0.0, box[1])
+    x2, y2 = min(float(width), box[0] + box[2]), min(float(height), box[1] + box[3])
+    if x2 <= x1 or y2 <= y1:
+        return None
+    if [x1, y1, x2, y2] == [box[0], box[1], box[0] + box[2], box[1] + box[3]]:
+        return list(box)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def read_boxes(det_file: Path, ids: list[int], paths: list[Path], min_score: float,
+               skips: SkipCounter | None = None) -> dict[int, list[tuple[list[float], float]]]:
+    """Detections per image id from a COCO results file; UserError naming a malformed entry.
+
+    Entries for images not among ``paths``, of another category, with a non-positive width
+    or height, or scored below ``min_score`` are left out and counted in ``skips``.
+    """
     dets = read_json(det_file, "--boxes")
     if not isinstance(dets, list):
         raise UserError(f"{det_file}: --boxes: expected a list of detections")
+    skips = skips if skips is not None else SkipCounter(str(det_file))
     by_name = {p.name: i for p, i in zip(paths, ids)}
     known = set(ids)
     out: dict[int, list[tuple[list[float], float]]] = {}
     for n, d in enumerate(dets):
         where = f"{det_file}: detection #{n}"
-        if not isinstance(d, dict) or "bbox" not in d:
-            raise UserError(f"{where}: expected an object with bbox")
+        category, box, score = detection_fields(d, where, score_default=1.0)
         if "file_name" in d:
-            image_id = by_name.get(Path(str(d["file_name"])).name)
-            if image_id is None:
-                continue  # an image not among --image
+            image_id = by_name.get(Path(text(d["file_name"], where, "file_name")).name)
         elif "image_id" in d:
-            try:
-                image_id = int(d["image_id"])
-            except (TypeError, ValueError):
-                raise UserError(f"{where}: image_id: not an integer") from None
-            if image_id not in known:
-                continue
+            image_id = integer(d["image_id"], where, "image_id")
         else:
             raise UserError(f"{where}: needs image_id or file_name")
-        if int(d.get("category_id", 1)) != 1:
-            continue  # not a person
-        try:
-            box = [float(v) for v in d["bbox"]]
-            score = float(d.get("score", 1.0))
-        except (TypeError, ValueError):
-            raise UserError(f"{where}: bbox/score: not numbers") from None
-        if len(box) != 4 or not all(np.isfinite(box)) or not np.isfinite(score):
-            raise UserError(f"{where}: bbox: expected 4 finite numbers, got {d['bbox']!r}")
-        if box[2] <= 0 or box[3] <= 0 or score < min_score:
-            continue
-        out.setdefault(image_id, []).append((box, score))
+        if image_id not in known:
+            skips.skip("unknown image")
+        elif category not in (None, 1):
+            skips.skip("other category")
+        elif box[2] <= 0 or box[3] <= 0:
+            skips.skip("non-positive width or height")
+        elif score < min_score:
+            skips.skip("below --min-score")
+        else:
+            out.setdefault(image_id, []).append(([float(v) for v in box], score))
     return out
 
 
@@ -192,13 +213,18 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
     cfg = checkpoint_config(ckpt, checkpoint, overrides)
     info = keypoints_from_dict(ckpt["keypoints"], str(checkpoint))
     device = next(model.parameters()).device
-    dets = read_boxes(Path(boxes), ids, paths, min_score) if boxes is not None else None
+    skips = SkipCounter(str(boxes) if boxes is not None else "--box")
+    dets = read_boxes(Path(boxes), ids, paths, min_score, skips) if boxes is not None else None
+    checker = ImageChecker(cfg.data.corrupt_images)
 
     h_in, w_in = cfg.data.input_size
     k = info.num_joints
     records: list[PersonRecord] = []
     images_meta = []
     for path, image_id in zip(paths, ids):
+        if not checker.usable(path, image_id, "--image"):
+            skips.skip("damaged image")
+            continue
         img = read_image(str(path), image_id)
         ih, iw = img.shape[:2]
         images_meta.append({"id": image_id, "file_name": path.name, "width": iw, "height": ih})
@@ -208,7 +234,11 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
             person_boxes = [(fixed_box, 1.0)]
         else:
             person_boxes = [([0.0, 0.0, float(iw), float(ih)], 1.0)]
-        for b, score in person_boxes:
+        for given, score in person_boxes:
+            b = clip_box(given, iw, ih)
+            if b is None:
+                skips.skip("box outside the image")
+                continue
             center, scale = box_to_center_scale(b, w_in / h_in, cfg.data.bbox_padding)
             records.append(PersonRecord(str(path), image_id, center, scale,
                                         np.zeros((k, 2), np.float32), np.zeros(k, np.float32),
@@ -240,6 +270,8 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
     out.mkdir(parents=True, exist_ok=True)
     pngs = []
     for path, image_id in zip(paths, ids):
+        if not checker.usable(path, image_id, "--image"):
+            continue
         drawn = draw_poses(read_image(str(path), image_id), people_by_image.get(image_id, []),
                            info, kpt_thresh)
         png = out / f"{path.stem}.png"
@@ -252,5 +284,6 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
         "boxes": str(boxes) if boxes else (f"--box {box}" if box else "whole image"),
         "kpt_thresh": kpt_thresh, "min_score": min_score})
     print(f"autopose infer: {len(paths)} image(s), {len(results)} person(s) -> {out} "
-          f"(PNGs, results.json)")
-    return {"results": results, "images": images_meta, "pngs": pngs, "out": str(out)}
+          f"(PNGs, results.json); skipped: {skips.summary()}")
+    return {"results": results, "images": images_meta, "pngs": pngs, "out": str(out),
+            "skipped": dict(skips.counts)}

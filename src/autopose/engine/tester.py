@@ -45,7 +45,9 @@ def _test(cfg: Config, out_dir: Path | None, checkpoint: Path | None, oracle: bo
     if oracle:
         fn = oracle_heatmaps(eval_set.dataset.codec, eval_set.info.flip_index)
     else:
-        model, device = load_model_for_test(checkpoint, cfg, info.device, quiet=not info.is_main)
+        model, device = load_model_for_test(
+            checkpoint, cfg, info.device, quiet=not info.is_main,
+            data_joints=(eval_set.info.num_joints, cfg.data.val.ann or "data.val.ann"))
         fn = network_heatmaps(model, device)
     t0 = time.time()
     metrics = evaluate(cfg, fn, eval_set, results_path=out / RESULTS,

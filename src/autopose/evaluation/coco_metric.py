@@ -46,9 +46,17 @@ def coco_evaluate(ann_file: str | Path, results: list[dict[str, Any]],
         return {name: 0.0 for name in STAT_NAMES}
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann_file))
+        cat_ids = sorted({r["category_id"] for r in results})
+        for ann in gt.loadAnns(gt.getAnnIds(catIds=cat_ids)):
+            # COCOeval reads num_keypoints, which the format makes optional (and the loader
+            # checks when given): the count of labelled joints is what it means.
+            ann.setdefault("num_keypoints", int(sum(v > 0 for v in ann["keypoints"][2::3])))
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, "keypoints")
         ev.params.useSegm = None
+        # Only the predicted (person) category: annotations of other categories need none
+        # of the keypoint fields, which COCOeval would otherwise read from them.
+        ev.params.catIds = cat_ids
         ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         ev.evaluate()
         ev.accumulate()

@@ -115,13 +115,23 @@ def _fail(source: str, key: str, msg: str) -> UserError:
     return UserError(f"{source}: {key}: {msg}")
 
 
-def _int(data: dict[str, Any], key: str, source: str, minimum: int, name: str | None = None) -> int:
+# Upper bounds far above any searched or hand-made network (the paper's: 4 branches of at
+# most 128 x 2 channels, 3-node cells, 3 stages of 2 modules), so that a file cannot ask for
+# a network that takes all memory to build (cells grow with nodes squared).
+MAX_NODES, MAX_BRANCHES, MAX_CHANNELS, MAX_STAGES, MAX_MODULES, MAX_WIDTH_MULT = \
+    16, 16, 4096, 16, 64, 64.0
+
+
+def _int(data: dict[str, Any], key: str, source: str, minimum: int, name: str | None = None,
+         maximum: int | None = None) -> int:
     name = name or key
     if key not in data:
         raise _fail(source, name, "missing")
     v = data[key]
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise _fail(source, name, f"expected an integer >= {minimum}, got {v!r}")
+        raise _fail(source, name, f"expected an integer >= {minimum}, got {v!r:.40}")
+    if maximum is not None and v > maximum:
+        raise _fail(source, name, f"expected at most {maximum}, got {v}")
     return v
 
 
@@ -130,7 +140,7 @@ def _choice(data: dict[str, Any], key: str, source: str, allowed: tuple[str, ...
         raise _fail(source, key, "missing")
     v = data[key]
     if v not in allowed:
-        raise _fail(source, key, f"expected one of {', '.join(allowed)}, got {v!r}")
+        raise _fail(source, key, f"expected one of {', '.join(allowed)}, got {v!r:.40}")
     return v
 
 
@@ -138,22 +148,22 @@ def _parse_cell(data: Any, key: str, source: str, ops: list[str],
                 num_slots: int | None) -> CellGenotype:
     """Check one cell genotype; ``num_slots`` None means an individual cell."""
     if not isinstance(data, dict):
-        raise _fail(source, key, f"expected an object with nodes and edges, got {data!r}")
+        raise _fail(source, key, f"expected an object with nodes and edges, got {data!r:.60}")
     unknown = set(data) - {"nodes", "edges"}
     if unknown:
         raise _fail(source, f"{key}.{sorted(unknown)[0]}", "unknown key")
-    nodes = _int(data, "nodes", source, 1, f"{key}.nodes")
+    nodes = _int(data, "nodes", source, 1, f"{key}.nodes", MAX_NODES)
     layout = individual_edges(nodes) if num_slots is None else aggregation_edges(nodes, num_slots)
     index = {e: n for n, e in enumerate(layout)}
     edges = data.get("edges")
     if not isinstance(edges, list):
-        raise _fail(source, f"{key}.edges", f"expected a list, got {edges!r}")
+        raise _fail(source, f"{key}.edges", f"expected a list, got {edges!r:.60}")
     out: list[Edge] = []
     seen: set[tuple[int, str]] = set()
     for n, e in enumerate(edges):
         where = f"{key}.edges[{n}]"
         if not isinstance(e, dict) or set(e) != {"node", "source", "op"}:
-            raise _fail(source, where, f"expected {{node, source, op}}, got {e!r}")
+            raise _fail(source, where, f"expected {{node, source, op}}, got {e!r:.60}")
         i, src, op = e["node"], e["source"], e["op"]
         if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < nodes:
             raise _fail(source, f"{where}.node", f"expected 0..{nodes - 1}, got {i!r}")
@@ -180,7 +190,7 @@ def _parse(data: Any, source: str) -> Genotype:
     version = data.get("version")
     if version is None:
         raise _fail(source, "version", "missing (not an autopose genotype file?)")
-    if version != GENOTYPE_VERSION:
+    if version != GENOTYPE_VERSION or isinstance(version, bool):  # true == 1 in Python
         raise _fail(source, "version",
                     f"unsupported version {version!r} (this autopose reads version "
                     f"{GENOTYPE_VERSION})")
@@ -191,15 +201,20 @@ def _parse(data: Any, source: str) -> Genotype:
         raise _fail(source, "ops", "missing")
     ops = check_ops(data["ops"], f"{source}: ops")
     widths = data.get("widths")
-    if (not isinstance(widths, list) or not widths
-            or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths)):
-        raise _fail(source, "widths", f"expected a list of positive integers, got {widths!r}")
+    if (not isinstance(widths, list) or not 1 <= len(widths) <= MAX_BRANCHES
+            or any(not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= MAX_CHANNELS
+                   for w in widths)):
+        raise _fail(source, "widths", f"expected a list of positive integers (1 to "
+                                      f"{MAX_BRANCHES}, each at most {MAX_CHANNELS}), got "
+                                      f"{widths!r:.60}")
     wm = data.get("width_mult", 2.0)
-    if not isinstance(wm, (int, float)) or isinstance(wm, bool) or wm <= 0:
-        raise _fail(source, "width_mult", f"expected a positive number, got {wm!r}")
-    stem = _int(data, "stem_channels", source, 1)
-    stages = _int(data, "stages", source, 1)
-    modules = _int(data, "modules_per_stage", source, 1)
+    # Not `wm <= 0` alone: NaN compares false with everything.
+    if not isinstance(wm, (int, float)) or isinstance(wm, bool) or not 0 < wm <= MAX_WIDTH_MULT:
+        raise _fail(source, "width_mult", f"expected a positive number (at most "
+                                          f"{MAX_WIDTH_MULT:g}), got {wm!r:.40}")
+    stem = _int(data, "stem_channels", source, 1, maximum=MAX_CHANNELS)
+    stages = _int(data, "stages", source, 1, maximum=MAX_STAGES)
+    modules = _int(data, "modules_per_stage", source, 1, maximum=MAX_MODULES)
     mode = _choice(data, "aggregation", source, ("cell", "concat"))
     head_fuse = _choice(data, "head_fuse", source, ("concat", "sum"))
     k = data.get("edges_per_node", 0)
@@ -208,12 +223,12 @@ def _parse(data: Any, source: str) -> Genotype:
     sv = data.get("scale_vectors")
     if not isinstance(sv, list) or len(sv) != stages:
         raise _fail(source, "scale_vectors",
-                    f"expected {stages} vectors (one per stage), got {sv!r}")
+                    f"expected {stages} vectors (one per stage), got {sv!r:.60}")
     for s, v in enumerate(sv):
         if (not isinstance(v, list) or len(v) != len(widths)
-                or any(b not in (0, 1) or isinstance(b, float) for b in v)):
+                or any(b not in (0, 1) or isinstance(b, (float, bool)) for b in v)):
             raise _fail(source, f"scale_vectors[{s}]",
-                        f"expected {len(widths)} bits (one per branch), got {v!r}")
+                        f"expected {len(widths)} bits (one per branch), got {v!r:.60}")
     if "individual_cell" not in data:
         raise _fail(source, "individual_cell", "missing")
     ind = _parse_cell(data["individual_cell"], "individual_cell", source, ops, None)

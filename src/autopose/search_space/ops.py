@@ -193,7 +193,7 @@ def check_ops(ops: list[str], where: str = "model.ops") -> list[str]:
     if not isinstance(ops, list) or not ops:
         raise UserError(f"{where}: expected a non-empty list of operation names")
     for i, name in enumerate(ops):
-        if name not in OPS:
+        if not isinstance(name, str) or name not in OPS:  # a list is not even hashable
             raise UserError(f"{where}[{i}]: unknown operation {name!r} "
                             f"(known: {', '.join(OPS)})")
     if len(set(ops)) != len(ops):
