@@ -95,7 +95,8 @@ from study import (QUICK_DATA, Counter, StageFailed, _log_tail, _override,  # no
 
 from autopose.config import CONFIG_DIR, dump_config, load_config  # noqa: E402
 from autopose.errors import UserError  # noqa: E402
-from autopose.io import read_json, run_record, write_json, write_text  # noqa: E402
+from autopose.io import (read_json, restart_unfinished, run_record, write_json,  # noqa: E402
+                         write_text)
 
 MIN_ARCHS = 16
 QUICK_MIN_ARCHS = 3  # below 3 a rank correlation says nothing
@@ -480,7 +481,7 @@ def train_stage(plan: Plan, arch: dict[str, Any], procs: Processes,
             raise UserError(f"{marker}: trained another architecture than "
                             f"{genotype_path(plan, arch['name'])}; delete {d} to redo it")
         return rec
-    resumed = (run / "last.pt").exists()
+    resumed = restart_unfinished(run, "last.pt", "ranking")
     if resumed:
         argv.append("--resume")
     result = run_stage(procs, argv, d / "train.log",
@@ -503,6 +504,7 @@ def test_stage(plan: Plan, arch: dict[str, Any], procs: Processes,
     rec = done_before(marker, argv, counter)
     if rec is not None:
         return rec
+    restart_unfinished(run, None, "ranking")  # a test is run again whole
     result = run_stage(procs, argv, d / "test.log", f"{arch['name']}: test")
     counter.ran += 1
     metrics = read_json(run / "metrics.json", "test metrics")

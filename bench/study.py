@@ -86,9 +86,8 @@ from pathlib import Path
 from typing import Any
 
 from autopose.config import CONFIG_DIR, load_config
-from autopose.io import read_json
 from autopose.errors import UserError
-from autopose.io import git_commit, write_json, write_text
+from autopose.io import git_commit, read_json, restart_unfinished, write_json, write_text
 
 ROWS: tuple[str, ...] = ("autopose", "random", "single_branch", "concat", "all_branches",
                          "small_input", "hrnet_w32")
@@ -375,8 +374,9 @@ def search_stage(plan: Plan, row: str, seed: int, counter: Counter) -> dict[str,
                          *plan.search_overrides, *row_search_overrides(plan, row))
     rec = done_before(marker, argv, counter)
     if rec is None:
-        # A killed search left its checkpoint: continue it (the same command plus --resume).
-        resumed = checkpoint.exists()
+        # A killed search left its checkpoint: continue it (the same command plus --resume);
+        # one killed before its first checkpoint starts again.
+        resumed = restart_unfinished(run, checkpoint.name, "study")
         if resumed:
             argv.append("--resume")
         result = run_stage(plan, argv, d / "search.log",
@@ -407,7 +407,7 @@ def train_stage(plan: Plan, row: str, seed: int, arch_args: list[str], extra: li
     if rec is not None:
         return rec
     # A killed training left last.pt: continue it (the same command plus --resume).
-    resumed = (run / "last.pt").exists()
+    resumed = restart_unfinished(run, "last.pt", "study")
     if resumed:
         argv.append("--resume")
     result = run_stage(plan, argv, d / "train.log",
@@ -431,6 +431,7 @@ def test_stage(plan: Plan, row: str, seed: int, extra: list[str],
     rec = done_before(marker, argv, counter)
     if rec is not None:
         return rec
+    restart_unfinished(run, None, "study")  # a test is run again whole
     result = run_stage(plan, argv, d / "test.log", f"{row} seed {seed}: test")
     counter.ran += 1
     metrics = read_json(run / "metrics.json", "test metrics")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -211,3 +212,22 @@ def check_run_folder(out: Path, command: str, resume: bool = False,
             raise UserError(f"{out / clash}: exists and would be overwritten by autopose "
                             f"{command}; give a new --out")
     clear_stale_temps(out)
+
+
+def restart_unfinished(folder: Path, resumable: str | None, who: str) -> bool:
+    """Remove ``folder``, a step's run folder that a driver (the demo, the study, the ranking)
+    made itself, when it holds a step that cannot be continued: killed before its first
+    ``resumable`` checkpoint, or (``resumable`` None) a step that is only ever run again
+    whole, such as a test. The step then starts afresh instead of being refused by
+    :func:`check_run_folder`. Returns True when ``folder`` is kept for ``--resume``.
+
+    Only a driver that owns ``folder`` calls this; a user's ``--out`` is never removed.
+    """
+    if not folder.exists():
+        return False
+    if resumable is not None and (folder / resumable).is_file():
+        return True
+    print(f"{who}: {folder} holds a step that was stopped before it could be continued "
+          "(no checkpoint); starting it again", file=sys.stderr)
+    shutil.rmtree(folder)
+    return False
