@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -162,5 +163,9 @@ def test_the_built_in_setting_trains_on_the_short_schedule():
     # search then train --genotype without --config must take minutes, not SPEC's 210 epochs.
     from autopose.config import DEFAULT_CONFIG
 
-    short = load_config(CONFIG_DIR / "synthetic" / "train_short.yaml").train
-    assert load_config(DEFAULT_CONFIG).train == short
+    short = load_config(CONFIG_DIR / "synthetic" / "train_short.yaml")
+    built_in = load_config(DEFAULT_CONFIG)
+    # train_short's schedule over 3 epochs (lr x0.1 for the last), at its input size.
+    assert built_in.train.epochs == 3 and built_in.train.lr_steps == [2]
+    assert dataclasses.replace(built_in.train, epochs=7, lr_steps=[6]) == short.train
+    assert built_in.data.input_size == short.data.input_size
