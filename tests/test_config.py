@@ -169,3 +169,10 @@ def test_the_built_in_setting_trains_on_the_short_schedule():
     assert built_in.train.epochs == 3 and built_in.train.lr_steps == [2]
     assert dataclasses.replace(built_in.train, epochs=7, lr_steps=[6]) == short.train
     assert built_in.data.input_size == short.data.input_size
+    assert built_in.data.aug == short.data.aug  # flips only
+    # The search keeps HRNet's augmentation (as it ran before training had its own).
+    from autopose.config import AugmentConfig
+    from autopose.search.data import search_data_config
+
+    assert search_data_config(built_in).aug == AugmentConfig() != built_in.data.aug
+    assert search_data_config(load_config(DEFAULT_CONFIG, ["search.aug=null"])).aug == short.data.aug

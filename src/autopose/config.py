@@ -410,6 +410,10 @@ class SearchConfig:
     # (BENCHMARKS.md); NCHW (false) is the SPEC default.
     channels_last: bool = False
     input_size: list[int] | None = None  # [H, W] during search; None: data.input_size
+    # The augmentation of the search's weight and alpha batches; None: data.aug. Apart from
+    # data.aug as the input size is, so that one setting can search with HRNet's augmentation
+    # and train a derived network with another (the built-in setting does).
+    aug: AugmentConfig | None = None
     # torch CPU threads of each search process; 0 leaves torch's default (one per core). With
     # data workers on a small machine, 1 avoids cores oversubscribed by spinning threads
     # (steps several times slower when another job shares the cores).

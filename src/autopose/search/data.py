@@ -34,10 +34,11 @@ class SearchData:
 
 
 def search_data_config(cfg: Config) -> DataConfig:
-    """``cfg.data`` at the search's input size (``search.input_size``, else the data's)."""
+    """``cfg.data`` at the search's input size and with its augmentation
+    (``search.input_size`` and ``search.aug``, else the data's)."""
     d = cfg.data
     size = cfg.search.input_size or d.input_size
-    return dataclasses.replace(d, input_size=list(size))
+    return dataclasses.replace(d, input_size=list(size), aug=cfg.search.aug or d.aug)
 
 
 def build_search_data(cfg: Config, out: Path, dist: ddp.DistInfo) -> SearchData:
