@@ -35,8 +35,6 @@ from autopose.search.bilevel import BilevelSearch
 from autopose.search.checkpoint import load_search_checkpoint
 from autopose.search_space.genotype import Genotype
 
-# One worker runs this module under `pytest -n`: its module fixture is a whole run.
-pytestmark = pytest.mark.xdist_group("ranking")
 
 REPO = Path(__file__).resolve().parents[1]
 RANKING = REPO / "bench" / "ranking.py"

@@ -22,8 +22,6 @@ import yaml
 from autopose.models.build import arch_for_baseline, build_model
 from autopose.models.flops import count_macs
 
-# One worker runs this module under `pytest -n`: its module fixture is a whole run.
-pytestmark = pytest.mark.xdist_group("study")
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "bench" / "study.py"
