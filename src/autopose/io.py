@@ -124,7 +124,7 @@ def run_record(seed: int, argv: list[str] | None = None) -> dict[str, Any]:
 RUN_FILES = ("checkpoint.pt", "last.pt", "best.pt", "metrics.json", "genotype.json",
              "run.json", "config.yaml")
 # What --resume continues: each command's own checkpoint.
-RESUME_FILES = {"search": "checkpoint.pt", "train": "last.pt"}
+RESUME_FILES: dict[str | None, str] = {"search": "checkpoint.pt", "train": "last.pt"}
 RUNS = {"search": "a search", "train": "a training run", "test": "a test run",
         "infer": "an inference run", None: "another run's files"}
 
@@ -153,7 +153,7 @@ def run_in(folder: Path) -> tuple[str | None, str] | None:
                "metrics.json": "test", "genotype.json": "search"}
     command = _recorded_command(folder) or by_file.get(present[0])
     # The checkpoint a command resumes from is the most telling file of its own run.
-    shown = RESUME_FILES.get(command or "") if command else None
+    shown = RESUME_FILES.get(command)
     return command, shown if shown in present else present[0]
 
 

@@ -27,9 +27,9 @@ from autopose.errors import UserError
 class CocoSet:
     """A parsed COCO-format keypoint file: metadata, images and person records.
 
-    ``images`` holds every image entry; ``damaged`` the ids of those skipped as corrupt
-    (``data.corrupt_images=skip``), whose detections are skipped too; ``checker`` remembers
-    which image files were checked.
+    ``images`` holds every image entry; ``checker`` remembers each image file's verdict, so
+    that detections on an image skipped as corrupt (``data.corrupt_images=skip``) are
+    skipped too, without a second check.
     """
 
     ann_file: Path
@@ -38,7 +38,6 @@ class CocoSet:
     category_id: int
     images: dict[int, dict[str, Any]]
     records: list[PersonRecord]
-    damaged: set[int] = field(default_factory=set)
     checker: ImageChecker = field(default_factory=ImageChecker)
 
 
@@ -149,7 +148,6 @@ def load_coco(split: SplitConfig, data: DataConfig, role: str = "val",
     aspect = w_in / h_in
     skips = SkipCounter(src)
     checker = ImageChecker(data.corrupt_images)
-    damaged: set[int] = set()
     records: list[PersonRecord] = []
     seen: set[int] = set()
     known_cats = {c["id"] for c in doc["categories"]}
@@ -175,7 +173,6 @@ def load_coco(split: SplitConfig, data: DataConfig, role: str = "val",
             continue
         path = image_dir / im["file_name"]
         if not checker.usable(path, image_id, src):
-            damaged.add(image_id)
             skips.skip("damaged image")
             continue
         center, scale = box_to_center_scale(box, aspect, data.bbox_padding)
@@ -187,7 +184,7 @@ def load_coco(split: SplitConfig, data: DataConfig, role: str = "val",
         skips.report(len(records))
     if not records:
         raise UserError(f"{src}: no usable person annotation (empty dataset)")
-    return CocoSet(ann_file, image_dir, info, cat_id, images, records, damaged, checker)
+    return CocoSet(ann_file, image_dir, info, cat_id, images, records, checker)
 
 
 def detection_fields(det: Any, where: str, score_default: float | None = None
@@ -251,7 +248,7 @@ def load_detections(det_file: str | Path, gt: CocoSet, data: DataConfig,
             skips.skip("zero-area box")
             continue
         path = gt.image_dir / str(gt.images[image_id]["file_name"])
-        if image_id in gt.damaged or not gt.checker.usable(path, image_id, str(gt.ann_file)):
+        if not gt.checker.usable(path, image_id, str(gt.ann_file)):
             skips.skip("damaged image")
             continue
         joints = np.zeros((k, 2), np.float32)

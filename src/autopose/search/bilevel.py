@@ -45,7 +45,7 @@ from autopose.models.derived import (DerivedNetwork, SupernetTensors, copy_super
 from autopose.models.flops import count_macs
 from autopose.search import architectures as archs
 from autopose.search.candidates import Candidate, arch_key
-from autopose.search.checkpoint import load_search_checkpoint, save_search_checkpoint
+from autopose.search.checkpoint import save_search_checkpoint
 from autopose.search.controller import Controller, Reinforce
 from autopose.search.data import build_search_data
 from autopose.search.reward import RewardEvaluator
@@ -173,15 +173,10 @@ class BilevelSearch:
                                    {"epoch": self.state.epoch, "iteration": self.state.iteration})
         ddp.barrier()
 
-    def resume(self, ckpt: dict[str, Any] | None = None) -> bool:
-        """Load ``ckpt`` (read already) or the run folder's checkpoint; False when there is
-        none yet."""
-        if ckpt is None:
-            ckpt = load_search_checkpoint(self.out)
-        if ckpt is None:
-            return False
+    def resume(self, ckpt: dict[str, Any]) -> None:
+        """Continue from ``ckpt``, the run folder's checkpoint (read and checked to be a
+        search's by ``search.checkpoint.load_search_checkpoint`` before the search was built)."""
         self.load_state_dict(ckpt, self.out / "checkpoint.pt")
-        return True
 
     # ------------------------------------------------------------------ architectures
 

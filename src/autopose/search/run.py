@@ -79,9 +79,11 @@ def _search(cfg: Config, out: Path, strategy: str, state: dict[str, Any] | None,
     main = info.is_main
     out.mkdir(parents=True, exist_ok=True)
     search = BilevelSearch(cfg, out, strategy, dist_info=info, progress=progress)
-    if state is not None and search.resume(state) and main:
-        print(f"resuming {out} at epoch {search.state.epoch + 1}, "
-              f"iteration {search.state.iteration}")
+    if state is not None:
+        search.resume(state)
+        if main:
+            print(f"resuming {out} at epoch {search.state.epoch + 1}, "
+                  f"iteration {search.state.iteration}")
     if main:
         write_text(out / "config.yaml", dump_config(search.cfg))
         write_json(out / "run.json", run_record(search.cfg.seed)
