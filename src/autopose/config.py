@@ -398,6 +398,10 @@ class SearchConfig:
     # search on a hard set every AP is 0, which leaves REINFORCE without a signal.
     reward: Reward = "ap"
     reward_flip: bool = False
+    # Persons per forward pass of a reward (per process); 0: test.batch_size. The reward's
+    # BatchNorm normalises with each batch's own statistics (search/reward.py), so a batch
+    # of the whole reward set normalises every person alike, and costs fewer passes.
+    reward_batch_size: int = 0
     derive_samples: int = 10  # N sampled scale-vector sets (+ the most likely one)
     # Ablations (paper tables 4 and 5).
     branches: Branches = "search"  # all: no controller, every branch on
@@ -427,7 +431,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         _at_least(self, ("epochs", "batch_size", "alpha_every"), 1)
         _at_least(self, ("iters_per_epoch",), 0, " (0: a full pass)")
-        _at_least(self, ("checkpoint_every", "derive_samples"), 0)
+        _at_least(self, ("checkpoint_every", "derive_samples", "reward_batch_size"), 0)
         _at_least(self, ("threads",), 0, " (0: torch's default)")
         _at_least(self, ("reward_threads",), 0, " (0: search.threads)")
         _positives(self, ("weight_lr", "alpha_lr", "warmup_loss_ratio", "tau_start", "tau_end"))

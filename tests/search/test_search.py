@@ -49,6 +49,22 @@ def run_search(out: Path, overrides: list[str], strategy: str = "autopose") -> G
     return Genotype.load(out / "genotype.json")
 
 
+@pytest.mark.parametrize("reward_batch, per_pass", [(0, 8), (5, 5)])
+def test_reward_batch_size_sets_the_reward_passes(tiny_set, tmp_path, reward_batch, per_pass):
+    """search.reward_batch_size (0: test.batch_size) is the persons per reward pass; the
+    reward's BatchNorm uses each pass's statistics, so the value changes the rewards."""
+    from autopose.config import load_config
+    from autopose.search.bilevel import BilevelSearch
+
+    cfg = load_config(None, tiny(tiny_set, **{"search.reward_batch_size": reward_batch}))
+    search = BilevelSearch(cfg, tmp_path / "run", progress=False)
+    n = len(search.reward.eval_set.dataset)
+    assert n > 8
+    assert [len(b["image"]) for b in search.reward.batches] == \
+        [min(per_pass, n - i) for i in range(0, n, per_pass)]
+    assert cfg.test.batch_size == 8  # the test's own batches are untouched
+
+
 def test_search_writes_every_artifact(tiny_set, tmp_path):
     g = run_search(tmp_path / "run", tiny(tiny_set))
     out = tmp_path / "run"
@@ -68,6 +84,8 @@ def test_search_writes_every_artifact(tiny_set, tmp_path):
     assert log[0]["most_likely_reward"] is None and log[1]["most_likely_reward"] is not None
     assert all(len(e["sampled_architectures"]) == 2 for e in log)
     assert log[1]["tau"] < log[0]["tau"]
+    # The end of the period (rewards and updates) is timed apart, and is part of the period.
+    assert log[0]["reward_seconds"] < 1.0 and 0 < log[1]["reward_seconds"] <= log[1]["seconds"]
     assert len(g.scale_vectors) == 3 and g.aggregation is not None
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 0 and "versions" in run
@@ -191,7 +209,8 @@ def test_resume_after_sigkill_gives_the_same_genotype(tiny_set, tmp_path):
     assert a == b
     la = (tmp_path / "full" / "search_log.jsonl").read_text().splitlines()
     lb = (tmp_path / "killed" / "search_log.jsonl").read_text().splitlines()
-    strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+    strip = lambda line: {k: v for k, v in json.loads(line).items()  # noqa: E731
+                          if k not in ("seconds", "reward_seconds")}
     assert [strip(x) for x in la] == [strip(x) for x in lb]
 
 

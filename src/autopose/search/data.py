@@ -67,6 +67,9 @@ def build_search_data(cfg: Config, out: Path, dist: ddp.DistInfo) -> SearchData:
                         f"{per_rank} persons of a half (per process)")
 
     reward_cfg = dataclasses.replace(cfg, data=data)
+    if s.reward_batch_size > 0:
+        reward_cfg = dataclasses.replace(
+            reward_cfg, test=dataclasses.replace(cfg.test, batch_size=s.reward_batch_size))
     if s.reward_split == "train":
         ann = out / "search_val_ann.json"
         if dist.is_main:
