@@ -77,7 +77,6 @@ import math
 import os
 import platform
 import shlex
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -90,7 +89,7 @@ from autopose.io import read_json, restart_unfinished, run_record, write_json, w
 from autopose.study.commands import CommandForm, autopose_argv
 from autopose.study.cost import checkpoint_cost
 from autopose.study.options import override
-from autopose.study.processes import Processes, StageFailed, run_stage
+from autopose.study.processes import Processes, StageFailed, run_driver, run_stage
 from autopose.study.rows import QUICK_DATA
 from autopose.study.stages import Counter, done_before, stage_record
 
@@ -763,31 +762,16 @@ def run_ranking(plan: Plan, argv: list[str]) -> str:
     return summary
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     parser = build_parser()
     plan = make_plan(parser.parse_args(argv[1:]), parser)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+
+    def work() -> str:
         check_inputs(plan)
-        summary = run_ranking(plan, argv)
-    except UserError as e:
-        print(f"ranking: error: {e}", file=sys.stderr)
-        return 2
-    except StageFailed as e:
-        print(f"ranking: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("ranking: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(summary, end="")
-    return 0
+        return run_ranking(plan, argv)
+
+    return run_driver("ranking", work)
 
 
 if __name__ == "__main__":

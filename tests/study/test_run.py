@@ -31,6 +31,7 @@ from autopose.study.commands import (RESUME, THREAD_OVERRIDES, CommandForm, sear
                                      train_argv)
 from autopose.study.commands import test_argv as stage_test_argv  # not a test
 from autopose.study.options import make_plan
+from process_helpers import processes_naming
 
 ROWS = ["autopose", "random", "single_branch", "concat", "all_branches", "small_input",
         "genotype_short", "hrnet_w32"]
@@ -74,26 +75,6 @@ def _wait_for(ready: Callable[[], bool], proc: subprocess.Popen[bytes], log: Pat
         time.sleep(0.05)
 
 
-def _processes_of(out: Path) -> list[str]:
-    """Live processes whose command line names ``out`` (a killed child may take a moment
-    to be reaped on a loaded machine)."""
-    deadline = time.monotonic() + 15
-    while True:
-        mine = []
-        for p in Path("/proc").iterdir():
-            if p.name.isdigit():
-                try:
-                    cmd = (p / "cmdline").read_bytes().decode(errors="replace")
-                    state = (p / "stat").read_text().split(") ")[-1][:1]
-                except OSError:
-                    continue
-                if str(out) in cmd and state != "Z":
-                    mine.append(cmd.replace("\0", " "))
-        if not mine or time.monotonic() > deadline:
-            return mine
-        time.sleep(0.5)
-
-
 def _ran(stdout: str) -> tuple[int, int]:
     line = next(ln for ln in stdout.splitlines() if " stages run, " in ln)
     ran, rest = line.removeprefix("study: ").split(" stages run, ")
@@ -113,7 +94,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     proc.send_signal(signal.SIGTERM)
     t["term_code"] = proc.wait(timeout=60)
     t["term_log"] = (base / "term.log").read_text()
-    t["term_left"] = _processes_of(out)
+    t["term_left"] = processes_naming(out)
     t["after_term"] = _markers(out)
     # 2. Again (one stage at a time: less work lost to the kill); SIGKILL of the whole
     # process group once 6 more stages have finished.
@@ -121,7 +102,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _wait_for(lambda: len(_markers(out)) >= len(t["after_term"]) + 6, proc, base / "kill.log")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
-    t["kill_left"] = _processes_of(out)
+    t["kill_left"] = processes_naming(out)
     t["after_kill"] = _markers(out)
     # 3. To the end, one stage at a time.
     t["first"] = _run(*args)
@@ -374,4 +355,4 @@ def test_a_failing_stage_stops_the_study_with_its_error(tmp_path: Path) -> None:
     first = done.stderr.splitlines()[0]
     assert first.startswith("autopose study: error: "), done.stderr
     assert "failed (exit code 2)" in first and f"{missing}: data.train.ann not found" in first
-    assert _markers(out) == {} and _processes_of(out) == []
+    assert _markers(out) == {} and processes_naming(out) == []

@@ -1,16 +1,22 @@
 """Stage processes: each stage is a fresh ``python -m autopose`` process, started from a
 worker thread that waits for it, and killable from the main thread (Ctrl-C, SIGTERM, or
-another stage's failure). Shared with ``bench/ranking.py``."""
+another stage's failure); and how a driver of such stages ends. Shared with
+``bench/ranking.py``."""
 
 from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from autopose.errors import UserError
 
 
 class StageFailed(Exception):
@@ -91,3 +97,31 @@ def run_stage(procs: Processes, argv: list[str], log: Path, what: str,
     print(f"{who}: {what}: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU",
           flush=True)
     return result
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so that the running stages' processes are killed
+    with the driver instead of running on beside a resumed one."""
+    raise KeyboardInterrupt
+
+
+def run_driver(who: str, work: Callable[[], str]) -> int:
+    """Run a driver's ``work`` (the study, the ranking) with SIGTERM taken as Ctrl-C, print
+    what it returns, and turn its end into an exit code: 0; 2 for bad input (one line); a
+    failed stage's (2 when the stage reported bad input, else 1); 130 when interrupted."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        summary = work()
+    except UserError as e:
+        print(f"{who}: error: {e}", file=sys.stderr)
+        return 2
+    except StageFailed as e:
+        print(f"{who}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{who}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(summary, end="")
+    return 0

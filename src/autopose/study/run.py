@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 from autopose.errors import UserError
 from autopose.study.commands import CommandForm
 from autopose.study.options import Plan, check_overrides, make_plan
-from autopose.study.processes import Processes, StageFailed
+from autopose.study.processes import Processes, run_driver
 from autopose.study.records import Markers, marker_name
 from autopose.study.report import write_outputs
 from autopose.study.resume import (SKIP, Resumption, apply_resumption, plan_resumption,
@@ -34,6 +33,7 @@ WORK: dict[str, Callable[[Study, str, int], None]] = {
     "search": Study.search, "train": Study.train, "test": Study.test, "result": Study.result}
 INLINE = frozenset({"result"})
 WIDTH_TASK = f"{BASELINE_ROW}/width"
+WHO_LONG = "autopose study"  # the prefix of its error lines
 
 
 def build_tasks(study: Study, res: Resumption) -> list[Task]:
@@ -79,12 +79,6 @@ def run_study(plan: Plan, ranking: dict[str, Any] | None, argv: list[str]) -> st
     return table
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM handler: unwind like Ctrl-C, so that the running stages' processes are killed
-    with the study instead of running on beside a resumed study."""
-    raise KeyboardInterrupt
-
-
 def run_study_command(args: argparse.Namespace, argv: list[str]) -> int:
     """``autopose study``: exit code 0, 2 for bad input (one line, nothing run), a failed
     stage's (2 when the stage reported bad input, else 1), 130 when interrupted."""
@@ -93,22 +87,6 @@ def run_study_command(args: argparse.Namespace, argv: list[str]) -> int:
         check_overrides(plan)
         ranking = None if plan.ranking is None else read_ranking(plan.ranking)
     except UserError as e:
-        print(f"autopose study: error: {e}", file=sys.stderr)
+        print(f"{WHO_LONG}: error: {e}", file=sys.stderr)
         return 2
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        table = run_study(plan, ranking, argv)
-    except UserError as e:
-        print(f"autopose study: error: {e}", file=sys.stderr)
-        return 2
-    except StageFailed as e:
-        print(f"autopose study: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("autopose study: interrupted; run the same command again to resume",
-              file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(table, end="")
-    return 0
+    return run_driver(WHO_LONG, lambda: run_study(plan, ranking, argv))
