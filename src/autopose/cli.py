@@ -185,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                        usage=argparse.SUPPRESS,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=f"usage: {STUDY_USAGE}\n\nThe paper's study: each row is "
-                                   "searched (or not), trained from scratch and tested, for "
-                                   "each seed; every stage a fresh process. Run the same "
+                                   "searched (or not), trained from scratch and tested, for\n"
+                                   "each seed, every stage a fresh process. Run the same "
                                    "command again to resume.")
     add_study_arguments(p)
     p.set_defaults(func=_cmd_study, parser=p)

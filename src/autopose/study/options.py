@@ -20,9 +20,10 @@ from autopose.study.rows import (BASELINE_ROW, DEFAULT_SEARCH_CONFIG, DEFAULT_SM
                                  QUICK_SMALL_INPUT, QUICK_TRAIN, REFERENCE_ROW, ROW_SPECS,
                                  ROWS, row_search_overrides, seed_count)
 
-USAGE = ("autopose study --out DIR [--rows ROW ...] [--seeds N] [--jobs K] [--quick] "
-         "[--records DIR] [--ranking FILE] [--search-config F] [--train-config F] "
-         "[--small-input HxW] [--keep-search-checkpoints] [key=value ...]")
+USAGE = ("autopose study --out DIR [--rows ROW ...] [--seeds N] [--jobs K] [--quick]\n"
+         "                      [--records DIR] [--ranking FILE] [--search-config F]\n"
+         "                      [--train-config F] [--small-input HxW]\n"
+         "                      [--keep-search-checkpoints] [key=value ...]")
 
 
 @dataclass
@@ -93,7 +94,8 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=_positive, default=1, metavar="K",
                    help="stages run at once, each on one thread (default 1)")
     p.add_argument("--quick", action="store_true",
-                   help="tiny settings on the same code path (about a minute on one core)")
+                   help="tiny settings on the same code path, one seed per row (about 90 s on one "
+                        "core)")
     p.add_argument("--records", type=Path, default=None, metavar="DIR",
                    help="also keep every finished stage's small record here (JSON, e.g. "
                         "docs/study-records, to commit), and resume from them")
