@@ -2,7 +2,7 @@
 the AP of the same architectures trained from scratch, next to the tau of their parameter
 count and of their FLOPs (NAS studies find #params a strong ranker: the baselines to beat).
 
-From a finished built-in search (``autopose search --out RUN``; ``bench/study.py`` deletes a
+From a finished built-in search (``autopose search --out RUN``; ``autopose study`` deletes a
 search's ``checkpoint.pt`` unless ``--keep-search-checkpoints``), this takes ``--archs``
 architectures that share the searched cells (``BilevelSearch.current``): index 0 the
 derived one (the scale vectors of ``RUN/genotype.json``), then distinct uniform draws of the
@@ -13,7 +13,7 @@ draws equal to an earlier architecture are skipped). Each is
    with RUN's final weights (``checkpoint.pt``), its config (``config.yaml``) and its reward
    set; the search object's folder is ``OUT/supernet``, so nothing is written into RUN;
    ``OUT/arch_XX/genotype.json`` is ``BilevelSearch.genotype`` of the architecture;
-2. trained from scratch and tested, each a fresh process as in ``bench/study.py``
+2. trained from scratch and tested, each a fresh process as in ``autopose study``
    (``S`` the seed, ``SETS`` the ``--set`` overrides; ``--jobs K`` architectures at once)::
 
        python -m autopose train --config TRAIN_CFG --genotype OUT/arch_XX/genotype.json
@@ -22,7 +22,7 @@ draws equal to an earlier architecture are skipped). Each is
            --out OUT/arch_XX/test seed=S SETS
 
 3. measured: parameters and GFLOPs (MACs / 1e9) of the trained network at the training
-   input size and width (``best.pt``'s own architecture, as ``bench/study.py`` measures).
+   input size and width (``best.pt``'s own architecture, as ``autopose study`` measures).
 
 Statistics over the architectures: Kendall tau-b (``scipy.stats.kendalltau``) of reward,
 parameters and GFLOPs against test AP, each with a 95 % percentile-bootstrap interval
@@ -33,14 +33,14 @@ tau(params) and minus tau(GFLOPs) (above 0: the reward ranks better than the bas
 Spearman rho as a side figure. A tau is null when AP (or the ranker) is the same for every
 architecture.
 
-**Resumable** as ``bench/study.py``: ``OUT/rewards.json`` (the architectures and their
+**Resumable** as ``autopose study``: ``OUT/rewards.json`` (the architectures and their
 rewards; made again when ``--archs`` changes, the sampled sequence being the same prefix),
 and ``train.json``, ``test.json``, ``result.json`` in ``OUT/arch_XX/`` are written atomically
 when a stage is done and honoured on a rerun; a training killed half-way continues with
 ``--resume`` from its ``last.pt``. A marker made by another command (other overrides, another
 search run or seed, another architecture in ``arch_XX``) stops the run. CPU time of every
 stage: ``os.wait4`` of its process (user + system, children included; of a resumed stage,
-its last attempt only, as in ``bench/study.py``); the rewards, the CPU time of this process.
+its last attempt only, as in ``autopose study``); the rewards, the CPU time of this process.
 
 RUN is read with the code of this checkout: where it reads RUN's ``config.yaml`` otherwise
 than the search did (a config field added since, at its default), the difference is printed
@@ -77,26 +77,21 @@ import math
 import os
 import platform
 import shlex
-import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_BENCH = str(Path(__file__).resolve().parent)
-if _BENCH not in sys.path:  # bench/: study.py's helpers, when imported from elsewhere
-    sys.path.insert(0, _BENCH)
-
-from study import (QUICK_DATA, Counter, StageFailed, _log_tail, _override,  # noqa: E402
-                   autopose_argv, checkpoint_cost, done_before, stage_record)
-
-from autopose.config import CONFIG_DIR, dump_config, load_config  # noqa: E402
-from autopose.errors import UserError  # noqa: E402
-from autopose.io import (read_json, restart_unfinished, run_record, write_json,  # noqa: E402
-                         write_text)
+from autopose.config import CONFIG_DIR, dump_config, load_config
+from autopose.errors import UserError
+from autopose.io import read_json, restart_unfinished, run_record, write_json, write_text
+from autopose.study.commands import CommandForm, autopose_argv
+from autopose.study.cost import checkpoint_cost
+from autopose.study.options import override
+from autopose.study.processes import Processes, StageFailed, run_driver, run_stage
+from autopose.study.rows import QUICK_DATA
+from autopose.study.stages import Counter, done_before, stage_record
 
 MIN_ARCHS = 16
 QUICK_MIN_ARCHS = 3  # below 3 a rank correlation says nothing
@@ -165,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=CONFIG_DIR / "synthetic" / "train_short.yaml",
                    help="config of every training and test "
                         "(default configs/synthetic/train_short.yaml)")
-    p.add_argument("--set", dest="sets", type=_override, nargs="+", default=[],
+    p.add_argument("--set", dest="sets", type=override, nargs="+", default=[],
                    metavar="KEY=VALUE", help="overrides given to every training and test")
     p.add_argument("--quick", action="store_true",
                    help="tiny training settings, fewer architectures allowed (for the test)")
@@ -202,7 +197,7 @@ def check_inputs(plan: Plan) -> None:
     if not run.is_dir() and not carried:
         raise UserError(f"--search: {run}: no such folder")
     for name, what in (("config.yaml", "the search's config"),
-                       ("checkpoint.pt", "the search's final weights (bench/study.py deletes "
+                       ("checkpoint.pt", "the search's final weights (autopose study deletes "
                                          "it unless --keep-search-checkpoints)"),
                        ("genotype.json", "the derived genotype: has the search finished?")):
         if not (run / name).is_file() and not carried:
@@ -211,55 +206,6 @@ def check_inputs(plan: Plan) -> None:
 
 
 # ---------------------------------------------------------------------------- processes
-
-
-class Processes:
-    """Stage processes run from worker threads, all killable from the main thread (study.py's
-    ``run_process`` kills its child only when its own thread is interrupted)."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.lock = threading.Lock()
-        self.live: set[subprocess.Popen] = set()
-        self.stopping = False
-
-    def run(self, argv: list[str], log: Path) -> dict[str, Any]:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        start = time.monotonic()
-        with open(log, "ab") as f:
-            f.write(f"\n$ {shlex.join(argv)}\n".encode())
-            f.flush()
-            with self.lock:
-                if self.stopping:
-                    raise StageFailed("stopped", 1)
-                proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=self.env)
-                self.live.add(proc)
-            try:
-                _, status, usage = os.wait4(proc.pid, 0)
-            finally:
-                with self.lock:
-                    self.live.discard(proc)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return {"exit_code": proc.returncode, "wall_s": time.monotonic() - start,
-                "cpu_s": usage.ru_utime + usage.ru_stime}
-
-    def stop(self) -> None:
-        with self.lock:
-            self.stopping = True
-            for proc in self.live:
-                proc.kill()
-
-
-def run_stage(procs: Processes, argv: list[str], log: Path, what: str) -> dict[str, Any]:
-    print(f"ranking: {what} ...", flush=True)
-    result = procs.run(argv, log)
-    if result["exit_code"] != 0:
-        code = result["exit_code"]
-        raise StageFailed(f"{what} failed (exit code {code}); log {log}; command:\n  "
-                          f"{shlex.join(argv)}\n{_log_tail(log)}", 2 if code == 2 else 1)
-    print(f"ranking: {what}: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU",
-          flush=True)
-    return result
 
 
 # ---------------------------------------------------------------------------- architectures
@@ -475,7 +421,7 @@ def train_stage(plan: Plan, arch: dict[str, Any], procs: Processes,
     argv = autopose_argv("train", "--config", str(plan.train_config), "--genotype",
                          str(genotype_path(plan, arch["name"])), "--out", str(run),
                          f"seed={plan.seed}", *plan.train_overrides)
-    rec = done_before(marker, argv, counter)
+    rec = done_before(marker, argv, counter, CommandForm(plan.out))
     if rec is not None:
         if rec.get("genotype") != arch["genotype_dict"]:
             raise UserError(f"{marker}: trained another architecture than "
@@ -485,11 +431,11 @@ def train_stage(plan: Plan, arch: dict[str, Any], procs: Processes,
     if resumed:
         argv.append("--resume")
     result = run_stage(procs, argv, d / "train.log",
-                       f"{arch['name']}: train{' (resumed)' if resumed else ''}")
+                       f"{arch['name']}: train{' (resumed)' if resumed else ''}", "ranking")
     counter.ran += 1
     if not (run / "best.pt").is_file():
         raise StageFailed(f"{arch['name']}: training ended without {run / 'best.pt'}", 1)
-    rec = stage_record(argv, [result], resumed) | {"genotype": arch["genotype_dict"]}
+    rec = stage_record(argv, result, resumed) | {"genotype": arch["genotype_dict"]}
     write_json(marker, rec)
     return rec
 
@@ -501,14 +447,14 @@ def test_stage(plan: Plan, arch: dict[str, Any], procs: Processes,
     argv = autopose_argv("test", "--checkpoint", str(d / "train" / "best.pt"),
                          "--config", str(plan.train_config), "--out", str(run),
                          f"seed={plan.seed}", *plan.train_overrides)
-    rec = done_before(marker, argv, counter)
+    rec = done_before(marker, argv, counter, CommandForm(plan.out))
     if rec is not None:
         return rec
     restart_unfinished(run, None, "ranking")  # a test is run again whole
-    result = run_stage(procs, argv, d / "test.log", f"{arch['name']}: test")
+    result = run_stage(procs, argv, d / "test.log", f"{arch['name']}: test", "ranking")
     counter.ran += 1
     metrics = read_json(run / "metrics.json", "test metrics")
-    rec = stage_record(argv, [result], False) | {"AP": float(metrics["AP"]),
+    rec = stage_record(argv, result, False) | {"AP": float(metrics["AP"]),
                                                  "AP50": float(metrics["AP .5"])}
     write_json(marker, rec)
     return rec
@@ -816,31 +762,16 @@ def run_ranking(plan: Plan, argv: list[str]) -> str:
     return summary
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     parser = build_parser()
     plan = make_plan(parser.parse_args(argv[1:]), parser)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+
+    def work() -> str:
         check_inputs(plan)
-        summary = run_ranking(plan, argv)
-    except UserError as e:
-        print(f"ranking: error: {e}", file=sys.stderr)
-        return 2
-    except StageFailed as e:
-        print(f"ranking: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("ranking: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(summary, end="")
-    return 0
+        return run_ranking(plan, argv)
+
+    return run_driver("ranking", work)
 
 
 if __name__ == "__main__":

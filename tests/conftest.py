@@ -75,7 +75,7 @@ def val_overrides(images: str, ann: str, **extra: object) -> list[str]:
 # The longest modules first. `make test` hands whole files to two workers (--dist loadfile)
 # in collection order; collected last, as their names put them, they ran alone at the end
 # (the suite took 551 s on 2 cores this way).
-LONGEST_FIRST = ("tests/search/test_search.py", "tests/test_bench_study.py",
+LONGEST_FIRST = ("tests/search/test_search.py", "tests/study/test_run.py",
                  "tests/test_bench_ranking.py")
 
 
