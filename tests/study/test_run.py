@@ -191,6 +191,10 @@ def test_outputs_have_the_documented_form(quick: dict[str, Any]) -> None:
     assert len(study["ordering"]["comparisons"]) == 4 and study["ranking"] is None
     assert study["machine"]["cpu_count"] == os.cpu_count() and study["date"]
     assert "commit" in study and study["options"]["quick"] is True
+    # Each stage's marker names the commit its process ran (this checkout's HEAD).
+    head = study["commit"]
+    assert head and all(json.loads(p.read_text())["commit"] == head
+                        for name in MARKERS[:3] for p in out.glob(f"*/seed*/{name}"))
     commands = study["commands"]
     assert len(commands) == 6 + 8 + 8
     for c in commands:

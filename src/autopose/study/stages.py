@@ -52,12 +52,12 @@ class Counter:
 
 
 def stage_record(argv: list[str], result: dict[str, Any], resumed: bool) -> dict[str, Any]:
-    """The marker of a finished process stage: its command, its cost, when and at which
-    commit it ran."""
+    """The marker of a finished process stage: its command, its cost, when it finished and
+    the commit it started at (``result["commit"]``; else the commit now)."""
     return {"argv": argv, "command": shlex.join(argv), "resumed": resumed,
             "wall_s": result["wall_s"], "cpu_s": result["cpu_s"],
             "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "commit": git_commit()}
+            "commit": result["commit"] if "commit" in result else git_commit()}
 
 
 def conflict(marker: Path | None, diff: str) -> UserError:
@@ -100,8 +100,12 @@ class Study:
     def _run(self, argv: list[str], row: str, seed: int, kind: str,
              resumed: bool) -> dict[str, Any]:
         what = f"{row} seed {seed}: {kind}{' (resumed)' if resumed else ''}"
-        return run_stage(self.procs, argv, seed_dir(self.plan, row, seed) / f"{kind}.log",
-                         what, WHO)
+        # The commit the stage's process imports its code from: taken as it starts, since a
+        # study runs for hours and the checkout may move on meanwhile.
+        commit = git_commit()
+        result = run_stage(self.procs, argv, seed_dir(self.plan, row, seed) / f"{kind}.log",
+                           what, WHO)
+        return result | {"commit": commit}
 
     # ------------------------------------------------------------------------ processes
 
