@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,10 @@ def test_onnx_export_matches_pytorch(tiny_checkpoint, tmp_path, one_thread, caps
     meta = {p.key: p.value for p in model_proto.metadata_props}
     assert "nose" in meta["autopose.keypoints"] and "64" in meta["autopose.input"]
     assert meta["autopose.codec"].startswith("standard, sigma 2")
+    # What autopose infer reads: the checkpoint's config and keypoint layout.
+    assert meta["autopose.metadata_version"] == "2"
+    assert json.loads(meta["autopose.config"])["data"]["input_size"] == [64, 48]
+    assert json.loads(meta["autopose.keypoint_layout"])["flip_pairs"][0] == [1, 2]
 
     # An input the command did not check, and another batch size (the batch axis is dynamic).
     model, _ = load_model(tiny_checkpoint, torch.device("cpu"))
@@ -56,6 +61,9 @@ def test_export_input_size_and_default_name(tiny_checkpoint, tmp_path, one_threa
     sess = ort.InferenceSession(res["out"], providers=["CPUExecutionProvider"])
     assert sess.run(None, {"images": np.zeros((1, 3, 96, 64), np.float32)})[0].shape == \
         (1, 17, 24, 16)
+    # infer crops at the exported size, not the checkpoint's 64x48.
+    config = json.loads(sess.get_modelmeta().custom_metadata_map["autopose.config"])
+    assert config["data"]["input_size"] == [96, 64]
 
 
 def test_export_refuses_bad_requests(tiny_checkpoint, tmp_path, monkeypatch, capsys):
@@ -64,6 +72,9 @@ def test_export_refuses_bad_requests(tiny_checkpoint, tmp_path, monkeypatch, cap
     assert "--format: only onnx" in capsys.readouterr().err
     with pytest.raises(UserError, match="--input"):
         run_export_command(tiny_checkpoint, "onnx", tmp_path / "m.onnx", "big")
+    # A size the heatmap codec cannot use is refused before the export, not read by infer.
+    with pytest.raises(UserError, match="--input: data.input_size"):
+        run_export_command(tiny_checkpoint, "onnx", tmp_path / "m.onnx", "66x48")
     # Without the packages: one line that says how to install them, exit code 2.
     real_import = builtins.__import__
 

@@ -5,8 +5,9 @@ as :func:`~autopose.data.transforms.normalize_batch` makes them) to ``heatmaps
 (N, K, H/4, W/4)``; the batch axis is dynamic, H and W are fixed at export (default: the
 checkpoint's ``data.input_size``). Before the file is written, ONNX Runtime runs it on a random
 input and its output must match PyTorch's within 1e-4 (largest absolute difference); a model
-that fails this is not written. Needs the packages ``onnx`` and ``onnxruntime``
-(``pip install 'autopose[export]'``).
+that fails this is not written. The file's metadata holds what ``autopose infer`` needs to run
+it as it runs the checkpoint (:func:`infer_metadata`). Needs the packages ``onnx`` and
+``onnxruntime`` (``pip install 'autopose[export]'``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from autopose.config import config_from_dict, to_dict
 from autopose.engine.checkpoint import checkpoint_config, load_model
 from autopose.errors import UserError
 from autopose.io import atomic_write, check_writable, clear_stale_temps
@@ -28,6 +30,11 @@ from autopose.models.build import describe_arch
 
 TOLERANCE = 1e-4
 OPSET = 17
+# The metadata autopose infer reads (infer_metadata); version 1 (no version key) had only
+# the descriptive keys, which name the codec but do not hold its settings.
+METADATA_VERSION = 2
+METADATA_KEYS = {"version": "autopose.metadata_version", "config": "autopose.config",
+                 "keypoints": "autopose.keypoint_layout"}
 
 
 def _require_onnx() -> tuple[Any, Any]:
@@ -73,14 +80,22 @@ def to_onnx_bytes(model: torch.nn.Module, input_hw: tuple[int, int], opset: int 
 
 def check_onnx(data: bytes, model: torch.nn.Module, input_hw: tuple[int, int],
                seed: int = 0, batch: int = 2) -> float:
-    """Largest ``|onnxruntime - torch|`` on a random normal input ``(batch, 3, H, W)``."""
+    """Largest ``|onnxruntime - torch|`` on a random normal input ``(batch, 3, H, W)``, after
+    the ONNX checker has passed the model."""
     onnx, ort = _require_onnx()
     onnx.checker.check_model(onnx.load_from_string(data))
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return session_diff(session, model, input_hw, seed, batch)
+
+
+def session_diff(session: Any, model: torch.nn.Module, input_hw: tuple[int, int],
+                 seed: int = 0, batch: int = 2) -> float:
+    """Largest ``|onnxruntime - torch|`` of an ONNX Runtime ``session`` of ``model`` (on the
+    CPU, eval mode) on a random normal input ``(batch, 3, H, W)``; needs only onnxruntime."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, *input_hw, generator=g)
     with torch.no_grad():
         want = model(x).numpy()
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = session.run(["heatmaps"], {"images": x.numpy()})[0]
     if got.shape != want.shape:
         raise UserError(f"export check: ONNX output shape {got.shape} != PyTorch's {want.shape}")
@@ -91,6 +106,26 @@ def _codec_note(data: Any) -> str:
     """``data`` (a DataConfig): the codec the heatmaps decode with."""
     note = f"{data.codec}, sigma {data.sigma}"
     return note + (f", blur kernel {data.blur_kernel}" if data.codec == "dark" else "")
+
+
+def infer_metadata(ckpt: dict[str, Any], checkpoint: Path, hw: tuple[int, int]
+                   ) -> dict[str, str]:
+    """What ``autopose infer`` needs to run the exported model as it runs the checkpoint.
+
+    ``autopose.config``: the checkpoint's resolved config (JSON) with ``data.input_size`` the
+    exported input (codec, flip test, box padding, OKS-NMS threshold, batch size);
+    ``autopose.keypoint_layout``: the checkpoint's keypoint layout (names, flip pairs, OKS
+    sigmas, skeleton). Files exported before these keys (``autopose.metadata_version`` 1,
+    absent) are refused by infer with a line that says to export again.
+    """
+    tree = to_dict(checkpoint_config(ckpt, checkpoint))
+    tree["data"]["input_size"] = [int(hw[0]), int(hw[1])]
+    # Checked now, as infer will read it: an --input the codec cannot use (a side not
+    # divisible by the heatmap stride) is refused here, not in a file that never runs.
+    config_from_dict(tree, "--input")
+    return {METADATA_KEYS["version"]: str(METADATA_VERSION),
+            METADATA_KEYS["config"]: json.dumps(tree),
+            METADATA_KEYS["keypoints"]: json.dumps(ckpt["keypoints"])}
 
 
 def _add_metadata(data: bytes, meta: dict[str, str]) -> bytes:
@@ -124,6 +159,7 @@ def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
     check_export_out(out)
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
     hw = parse_input(input_size, ckpt["config"]["data"]["input_size"])
+    for_infer = infer_metadata(ckpt, checkpoint, hw)  # first: a bad --input fails fast
     data = to_onnx_bytes(model, hw)
     diff = check_onnx(data, model, hw)
     if not diff <= TOLERANCE:  # also catches NaN
@@ -139,7 +175,7 @@ def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
         "autopose.flip_pairs": json.dumps(ckpt["keypoints"]["flip_pairs"]),
         # how the heatmaps decode: standard (HRNet) or dark (autopose.data.codec)
         "autopose.codec": _codec_note(checkpoint_config(ckpt, checkpoint).data),
-    })
+    } | for_infer)
     atomic_write(out, lambda tmp: tmp.write_bytes(data))
     print(f"autopose export: {out} (opset {OPSET}, input {hw[0]}x{hw[1]}, dynamic batch); "
           f"ONNX Runtime vs PyTorch on a random input: max |diff| = {diff:.2e} "
