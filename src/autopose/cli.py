@@ -53,10 +53,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
+    network = {"backend": args.backend, "threads": args.threads, "batch": args.batch}
     from autopose.engine.infer import run_infer_command
 
     run_infer_command(args.checkpoint, args.image, args.boxes, args.box, args.out,
-                      min_score=args.min_score, kpt_thresh=args.kpt_thresh)
+                      min_score=args.min_score, kpt_thresh=args.kpt_thresh, **network)
     return 0
 
 
@@ -125,14 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("infer", help="poses on images: PNGs with skeletons and COCO-format "
-                                     "results (without boxes the whole image is one person)")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p = sub.add_parser("infer", help="poses on images or a video: drawn skeletons and "
+                                     "COCO-format results (without boxes the whole image or "
+                                     "frame is one person)")
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="a .pt checkpoint, or a .onnx model from autopose export")
     p.add_argument("--image", type=Path, required=True, help="an image file or a folder")
     boxes = p.add_mutually_exclusive_group()
     boxes.add_argument("--boxes", type=Path, default=None,
                        help="person detections, COCO results format (image_id or file_name)")
     boxes.add_argument("--box", default=None, help="one box x,y,w,h for every image")
+    # Strings checked by the command (one line, exit 2), not by argparse (usage and error).
+    p.add_argument("--backend", default=None,
+                   help="torch | onnxruntime (default: onnxruntime for a .onnx, torch for a "
+                        ".pt; onnxruntime runs a .pt exported in memory)")
+    p.add_argument("--threads", default=None,
+                   help="CPU threads of torch and ONNX Runtime (default: torch's, one per core)")
+    p.add_argument("--batch", default=None,
+                   help="person crops a network call (default: the model's test.batch_size)")
     p.add_argument("--out", type=Path, default=None, help="output folder")
     p.add_argument("--min-score", type=float, default=0.0,
                    help="skip detections scored below this (default 0)")

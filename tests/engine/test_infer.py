@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from autopose.cli import main
-from autopose.engine.infer import assign_ids, parse_box, run_infer_command
+from autopose.engine.infer import assign_ids, run_infer_command
+from autopose.engine.infer_boxes import parse_box
 from autopose.errors import UserError
 from engine_fixtures import (one_thread, tiny_checkpoint, tiny_genotype, tiny_set,  # noqa: F401
                              trained_checkpoint)

@@ -1,1 +1,2 @@
-"""Drawings and plots written as PNG files (matplotlib, Agg renderer)."""
+"""Drawings and plots: PNG files through matplotlib (Agg renderer), and poses drawn over
+images and video frames with OpenCV (``poses.py``)."""
