@@ -54,6 +54,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_infer(args: argparse.Namespace) -> int:
     network = {"backend": args.backend, "threads": args.threads, "batch": args.batch}
+    if args.video is not None:
+        from autopose.engine.infer_video import run_video_command
+
+        run_video_command(args.checkpoint, args.video, args.boxes, args.box, args.out,
+                          min_score=args.min_score, kpt_thresh=args.kpt_thresh, **network)
+        return 0
     from autopose.engine.infer import run_infer_command
 
     run_infer_command(args.checkpoint, args.image, args.boxes, args.box, args.out,
@@ -131,11 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      "frame is one person)")
     p.add_argument("--checkpoint", type=Path, required=True,
                    help="a .pt checkpoint, or a .onnx model from autopose export")
-    p.add_argument("--image", type=Path, required=True, help="an image file or a folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, default=None, help="an image file or a folder")
+    source.add_argument("--video", type=Path, default=None,
+                        help="a video file: writes the video annotated (NAME.mp4) and "
+                             "results.json (image_id: the frame index, from 0)")
     boxes = p.add_mutually_exclusive_group()
     boxes.add_argument("--boxes", type=Path, default=None,
-                       help="person detections, COCO results format (image_id or file_name)")
-    boxes.add_argument("--box", default=None, help="one box x,y,w,h for every image")
+                       help="person detections, COCO results format (image_id or file_name; "
+                            "for a video, image_id is the frame index)")
+    boxes.add_argument("--box", default=None, help="one box x,y,w,h for every image or frame")
     # Strings checked by the command (one line, exit 2), not by argparse (usage and error).
     p.add_argument("--backend", default=None,
                    help="torch | onnxruntime (default: onnxruntime for a .onnx, torch for a "

@@ -22,14 +22,18 @@ import autopose
 from autopose.errors import UserError
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
+                 keep_suffix: bool = False) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
 
     The rename is atomic on POSIX, so a reader sees the old file or the new one, never a part.
+    ``keep_suffix``: the temporary ends in ``.tmp`` plus ``path``'s suffix (``.tmp.mp4``),
+    for writers that choose the file format by the name's extension (OpenCV's VideoWriter).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    suffix = ".tmp" + (path.suffix if keep_suffix else "")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     # mkstemp makes the file private (0600); give it the mode an ordinary open() would.
     umask = os.umask(0)
@@ -46,14 +50,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def clear_stale_temps(folder: Path, name: str = "*") -> None:
-    """Remove what a killed :func:`atomic_write` of ``folder/name`` left (``.NAME.*.tmp``).
+    """Remove what a killed :func:`atomic_write` of ``folder/name`` left (``.NAME.*.tmp``,
+    or ``.NAME.*.tmp.EXT`` with ``keep_suffix``).
 
     Called only where this run owns the files: a new run's folder, or the one it resumes.
     """
     if folder.is_dir():
-        for stale in folder.glob(f".{name}.*.tmp"):
-            if stale.is_file():
-                stale.unlink(missing_ok=True)
+        for pattern in (f".{name}.*.tmp", f".{name}.*.tmp.*"):
+            for stale in folder.glob(pattern):
+                if stale.is_file():
+                    stale.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

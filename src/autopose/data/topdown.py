@@ -54,9 +54,13 @@ class TopDownDataset(Dataset):
         return sample_augmentation(rec.center, rec.scale, rec.joints, rec.vis, image_width,
                                    self.info, self.data.aug, w / h, rng)
 
+    def load_image(self, rec: PersonRecord) -> np.ndarray:
+        """The record's image, uint8 BGR ``(H, W, 3)`` (video frames in memory: a subclass)."""
+        return read_image(rec.image_path, rec.image_id)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
-        image = read_image(rec.image_path, rec.image_id)
+        image = self.load_image(rec)
         params, joints, vis = self.crop_params(rec, image.shape[1], index)
         image_to_crop, frame_to_crop = crop_matrices(params, image.shape[1], self.output_size)
         crop = warp(image, image_to_crop, self.output_size)
