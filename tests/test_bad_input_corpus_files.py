@@ -27,8 +27,9 @@ MMPOSE_IMAGES = ("000000000785.jpg", "000000040083.jpg", "000000196141.jpg", "00
 class Case:
     """A case folder: copies of the sample data, a checkpoint, an ``--out`` with a file."""
 
-    def __init__(self, root: Path, coco: dict[str, str], mpii: dict[str, str], ckpt: Path):
-        self.root, self.coco, self.mpii, self.ckpt = root, coco, mpii, ckpt
+    def __init__(self, root: Path, coco: dict[str, str], mpii: dict[str, str], ckpt: Path,
+                 onnx: Path):
+        self.root, self.coco, self.mpii, self.ckpt, self.exported = root, coco, mpii, ckpt, onnx
         self.out = root / "out"
         self.out.mkdir()
         (self.out / "keep.txt").write_text("an earlier run's file\n")
@@ -68,9 +69,39 @@ class Case:
                 + val_overrides(self.coco["images"], self.coco["ann"],
                                 **{"data.val.det_file": det}))
 
-    def infer(self, *args: str, image: Path | None = None) -> list[str]:
-        return ["infer", "--checkpoint", str(self.ckpt), "--image",
+    def infer(self, *args: str, image: Path | None = None, model: Path | None = None
+              ) -> list[str]:
+        return ["infer", "--checkpoint", str(model or self.ckpt), "--image",
                 str(image or self.coco["images"]), "--out", str(self.out), *args]
+
+    def video(self, dets: Any = None) -> list[str]:
+        """``infer --video`` on a 3-frame video of the case (with ``dets`` as --boxes)."""
+        import cv2
+        import numpy as np
+
+        path = self.root / "clip.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+        for i in range(3):
+            writer.write(np.full((48, 64, 3), 60 * i, np.uint8))
+        writer.release()
+        boxes = ["--boxes", str(self.write("det.json", dets))] if dets is not None else []
+        return ["infer", "--checkpoint", str(self.ckpt), "--video", str(path),
+                "--out", str(self.out), *boxes]
+
+    def onnx(self, change: Callable[[dict[str, str]], None]) -> Path:
+        """A copy of the exported model with its metadata changed by ``change``."""
+        import onnx
+
+        proto = onnx.load(str(self.exported))
+        meta = {p.key: p.value for p in proto.metadata_props}
+        change(meta)
+        del proto.metadata_props[:]
+        for k, v in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        path = self.root / "model.onnx"
+        onnx.save(proto, str(path))
+        return path
 
     def mpii_test(self, mutate: Callable[[dict[str, Any]], None]) -> list[str]:
         doc = json.loads(Path(self.mpii["ann"]).read_text())
@@ -199,6 +230,56 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], tuple[str, ...]]] = {
     "infer_truncated_jpeg": (
         lambda c: c.infer(image=c.damage(MMPOSE_IMAGES[1], lambda b: b[: len(b) // 2])),
         (MMPOSE_IMAGES[1], "truncated JPEG")),
+    # autopose infer: the network's options and files
+    "infer_backend_unknown": (lambda c: c.infer("--backend", "tensorrt"),
+                              ("--backend", "torch or onnxruntime", "'tensorrt'")),
+    "infer_threads_zero": (lambda c: c.infer("--threads", "0"),
+                           ("--threads", "positive integer", "'0'")),
+    "infer_threads_word": (lambda c: c.infer("--threads", "all"), ("--threads", "'all'")),
+    "infer_batch_negative": (lambda c: c.infer("--batch", "-3"), ("--batch", "'-3'")),
+    "infer_onnx_on_torch": (lambda c: c.infer("--backend", "torch", model=c.exported),
+                            ("model.onnx", "--backend torch runs a .pt", "onnxruntime")),
+    "infer_onnx_missing": (lambda c: c.infer(model=c.root / "none.onnx"),
+                           ("none.onnx", "no such file")),
+    "infer_onnx_garbage": (
+        lambda c: c.infer(model=c.write("garbage.onnx", "not a model")),
+        ("garbage.onnx", "ONNX Runtime cannot load it")),
+    "infer_onnx_without_metadata": (
+        lambda c: c.infer(model=c.onnx(lambda m: m.clear())),
+        ("model.onnx", "not an autopose model", "autopose export")),
+    "infer_onnx_exported_by_an_older_autopose": (
+        lambda c: c.infer(model=c.onnx(lambda m: [m.pop(k) for k in (
+            "autopose.config", "autopose.keypoint_layout", "autopose.metadata_version")])),
+        ("model.onnx", "exported by an older autopose", "export it again")),
+    "infer_onnx_config_not_json": (
+        lambda c: c.infer(model=c.onnx(lambda m: m.update({"autopose.config": "{"}))),
+        ("model.onnx", "autopose.config", "not valid JSON")),
+    "infer_onnx_config_bad_value": (
+        lambda c: c.infer(model=c.onnx(lambda m: m.update({"autopose.config": json.dumps(
+            _set(json.loads(m["autopose.config"]), "data", "sigma", -1))}))),
+        ("model.onnx", "autopose.config", "data.sigma")),
+    "infer_onnx_input_size_disagrees": (
+        lambda c: c.infer(model=c.onnx(lambda m: m.update({"autopose.config": json.dumps(
+            _set(json.loads(m["autopose.config"]), "data", "input_size", [128, 96]))}))),
+        ("model.onnx", "not images (N, 3, 128, 96)")),
+    # autopose infer --video
+    "infer_video_unreadable": (
+        lambda c: ["infer", "--checkpoint", str(c.ckpt), "--video",
+                   str(c.write("clip.mp4", "not a video")), "--out", str(c.out)],
+        ("clip.mp4", "--video", "cannot read a frame")),
+    "infer_video_missing": (
+        lambda c: ["infer", "--checkpoint", str(c.ckpt), "--video", str(c.root / "no.mp4"),
+                   "--out", str(c.out)], ("no.mp4", "--video", "no such file")),
+    "infer_video_frame_index_string": (
+        lambda c: c.video([{"image_id": "2", "bbox": [0, 0, 10, 10], "score": 1}]),
+        ("det.json", "detection #0", "image_id", "expected an integer")),
+    "infer_video_frame_index_negative": (
+        lambda c: c.video([{"image_id": 0, "bbox": [0, 0, 10, 10], "score": 1},
+                           {"image_id": -1, "bbox": [0, 0, 10, 10], "score": 1}]),
+        ("det.json", "detection #1", "image_id", ">= 0")),
+    "infer_video_frame_by_file_name": (
+        lambda c: c.video([{"file_name": "0.jpg", "bbox": [0, 0, 10, 10], "score": 1}]),
+        ("det.json", "detection #0", "needs image_id, the frame index")),
     # MPII json
     "mpii_joints_flat": (lambda c: c.mpii_test(lambda r: r.update(
         joints=[v for xy in r["joints"] for v in xy])), ("mpii.json", "record #0", "joints")),
@@ -259,9 +340,18 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt")
 
 
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path) -> Path:
+    """The checkpoint exported to ONNX, with the metadata infer reads."""
+    from autopose.engine.export import run_export_command
+
+    run_export_command(checkpoint, "onnx", checkpoint.with_name("model.onnx"))
+    return checkpoint.with_name("model.onnx")
+
+
 @pytest.fixture
-def case(tmp_path: Path, mmpose_coco, mmpose_mpii, checkpoint) -> Case:
-    return Case(tmp_path, mmpose_coco, mmpose_mpii, checkpoint)
+def case(tmp_path: Path, mmpose_coco, mmpose_mpii, checkpoint, exported) -> Case:
+    return Case(tmp_path, mmpose_coco, mmpose_mpii, checkpoint, exported)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -187,6 +187,10 @@ CASES: dict[str, Case] = {
         ["infer", "--checkpoint", str(s.checkpoint), "--image", str(s.images / "img.png"),
          "--out", str(_with_file(s, "results.json"))],
         "results.json: exists and would be overwritten by autopose infer"),
+    "infer_video_into_its_folder": lambda s: (
+        ["infer", "--checkpoint", str(s.checkpoint),
+         "--video", str(_with_file(s, "clip.mp4") / "clip.mp4"), "--out", str(s.root / "out")],
+        "clip.mp4: exists and would be overwritten by autopose infer"),
     "export_over_a_runs_checkpoint": lambda s: (
         ["export", "--checkpoint", str(s.checkpoint), "--out", str(s.train_run / "last.pt")],
         "last.pt: --out: exists; autopose export never replaces a file"),

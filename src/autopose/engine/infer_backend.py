@@ -181,7 +181,9 @@ def ort_session(ort: Any, model: Path | bytes, threads: int, source: Path) -> An
                                     providers=["CPUExecutionProvider"])
     except Exception as e:  # ONNX Runtime's error classes derive from Exception directly
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{source}: ONNX Runtime cannot load it ({first})") from None
+        # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from PATH failed:WHY"
+        why = first.rsplit("failed:", 1)[-1].strip()
+        raise UserError(f"{source}: ONNX Runtime cannot load it ({why})") from None
 
 
 def settings_from_metadata(meta: dict[str, str], model: Path, overrides: list[str] | None
