@@ -34,7 +34,7 @@ from autopose.config import Config, config_from_dict
 from autopose.data.keypoints import KeypointInfo
 from autopose.data.transforms import normalize_batch
 from autopose.engine.checkpoint import checkpoint_config, keypoints_from_dict, load_model
-from autopose.engine.export import (METADATA_KEYS, TOLERANCE, session_diff, to_onnx_bytes)
+from autopose.engine.export import METADATA_KEYS, TOLERANCE, session_diff, to_onnx_bytes
 from autopose.errors import UserError
 from autopose.evaluation.pipeline import HeatmapFn, network_heatmaps
 
@@ -87,12 +87,13 @@ def choose_backend(backend: str | None, model: Path) -> str:
     return name
 
 
-def require_onnxruntime(model: Path) -> Any:
-    """The ``onnxruntime`` module (and, to export a checkpoint in memory, ``onnx``: torch's
-    exporter writes through it), or one line saying what to install."""
+def require_onnxruntime(export: bool) -> Any:
+    """The ``onnxruntime`` module (and with ``export``, to trace a checkpoint to ONNX in
+    memory, ``onnx``: torch's exporter writes through it), or one line saying what to
+    install."""
     try:
         import onnxruntime
-        if not is_onnx(model):
+        if export:
             import onnx  # noqa: F401
     except ImportError as e:
         missing = getattr(e, "name", None) or "onnxruntime"
@@ -118,7 +119,7 @@ class NetworkOptions:
         count, one per core unless set; the model config's batch size)."""
         name = choose_backend(backend, Path(model))
         if name == "onnxruntime":
-            require_onnxruntime(Path(model))
+            require_onnxruntime(export=not is_onnx(Path(model)))
         return cls(name, parse_count(threads, "--threads") or torch.get_num_threads(),
                    parse_count(batch, "--batch"))
 
@@ -238,7 +239,7 @@ def onnxruntime_predictor(model: Path, threads: int, overrides: list[str] | None
                           ) -> Predictor:
     """An exported ``.onnx`` in ONNX Runtime, or a checkpoint traced to ONNX in memory (and
     checked against PyTorch on a random input within export's tolerance)."""
-    ort = require_onnxruntime(model)
+    ort = require_onnxruntime(export=not is_onnx(model))
     if is_onnx(model):
         if not model.is_file():
             raise UserError(f"{model}: --checkpoint: no such file")
