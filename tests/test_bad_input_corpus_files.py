@@ -251,6 +251,9 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], tuple[str, ...]]] = {
         lambda c: c.infer(model=c.onnx(lambda m: [m.pop(k) for k in (
             "autopose.config", "autopose.keypoint_layout", "autopose.metadata_version")])),
         ("model.onnx", "exported by an older autopose", "export it again")),
+    "infer_onnx_from_a_newer_autopose": (
+        lambda c: c.infer(model=c.onnx(lambda m: m.update({"autopose.metadata_version": "3"}))),
+        ("model.onnx", "autopose.metadata_version '3'", "this autopose reads 2")),
     "infer_onnx_config_not_json": (
         lambda c: c.infer(model=c.onnx(lambda m: m.update({"autopose.config": "{"}))),
         ("model.onnx", "autopose.config", "not valid JSON")),

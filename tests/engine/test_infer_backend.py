@@ -20,7 +20,7 @@ from autopose.engine.export import TOLERANCE, run_export_command
 from autopose.engine.infer import run_infer_command
 from autopose.engine.infer_backend import NetworkOptions, load_predictor, ort_session
 from autopose.engine.infer_boxes import person_records
-from engine_fixtures import (one_thread, tiny_checkpoint, tiny_genotype, tiny_set,  # noqa: F401
+from engine_fixtures import (tiny_checkpoint, tiny_genotype, tiny_set,  # noqa: F401
                              trained_checkpoint)
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from autopose.cli import main
-from engine_fixtures import (one_thread, tiny_checkpoint, tiny_genotype, tiny_set,  # noqa: F401
-                             trained_checkpoint)
+from engine_fixtures import tiny_genotype, tiny_set, trained_checkpoint  # noqa: F401
 
 SIZE = (320, 240)  # (width, height) of the test video
 FRAMES = 6

@@ -34,7 +34,8 @@ from autopose.config import Config, config_from_dict
 from autopose.data.keypoints import KeypointInfo
 from autopose.data.transforms import normalize_batch
 from autopose.engine.checkpoint import checkpoint_config, keypoints_from_dict, load_model
-from autopose.engine.export import METADATA_KEYS, TOLERANCE, session_diff, to_onnx_bytes
+from autopose.engine.export import (METADATA_KEYS, METADATA_VERSION, TOLERANCE, session_diff,
+                                    to_onnx_bytes)
 from autopose.errors import UserError
 from autopose.evaluation.pipeline import HeatmapFn, network_heatmaps
 
@@ -197,6 +198,10 @@ def settings_from_metadata(meta: dict[str, str], model: Path, overrides: list[st
                             "autopose export --checkpoint CKPT")
         raise UserError(f"{model}: not an autopose model (no autopose metadata); export one "
                         "with autopose export --checkpoint CKPT")
+    version = meta.get(METADATA_KEYS["version"], "")
+    if not version.isdigit() or int(version) > METADATA_VERSION:
+        raise UserError(f"{model}: metadata {METADATA_KEYS['version']} {version!r}: this "
+                        f"autopose reads {METADATA_VERSION} (exported by a newer autopose?)")
     trees = {}
     for key in ("config", "keypoints"):
         try:

@@ -174,7 +174,9 @@ def run_video_command(checkpoint: Path, video: Path, boxes: Path | None, box: st
         skips = SkipCounter(str(boxes) if boxes is not None else "--box")
         # A video's frames have no names, and are not counted before they are read.
         source = box_source(boxes, box, min_score, skips, ids=None, names=None)
-        predictor = load_predictor(checkpoint, options, overrides)
+        # No data workers: the frames are in memory, and workers would fork for every
+        # batch of frames.
+        predictor = load_predictor(checkpoint, options, list(overrides or []) + ["data.workers=0"])
         start = time.perf_counter()
         runs: list[VideoRun] = []
         atomic_write(drawn, lambda tmp: runs.append(annotate(
