@@ -141,3 +141,16 @@ def test_without_onnxruntime_one_line_and_exit_2(blocked, tiny_checkpoint, expor
         assert f"the package {blocked!r} is not installed" in err
         assert "pip install 'autopose[export]'" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_checkpoint_that_exports_wrong_is_not_run(tiny_checkpoint, mmpose_coco, tmp_path,
+                                                    monkeypatch, capsys):
+    import autopose.engine.infer_backend as backend
+
+    monkeypatch.setattr(backend, "session_diff", lambda *a, **k: float("nan"))
+    image = Path(mmpose_coco["images"]) / "000000000785.jpg"
+    assert main(["infer", "--checkpoint", str(tiny_checkpoint), "--image", str(image),
+                 "--backend", "onnxruntime", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "export check failed" in err and "use --backend torch" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()

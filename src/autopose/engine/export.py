@@ -37,16 +37,29 @@ METADATA_KEYS = {"version": "autopose.metadata_version", "config": "autopose.con
                  "keypoints": "autopose.keypoint_layout"}
 
 
-def _require_onnx() -> tuple[Any, Any]:
+def require_onnx(who: str = "autopose export", with_onnx: bool = True,
+                 otherwise: str = "") -> Any:
+    """The ``onnxruntime`` module, after importing ``onnx`` too unless ``with_onnx`` is
+    False; else one line: ``who``, the missing package, how to install it, and
+    ``otherwise`` (another way out, such as ", or use --backend torch")."""
     try:
-        import onnx
+        if with_onnx:
+            import onnx  # noqa: F401
         import onnxruntime
     except ImportError as e:
-        missing = getattr(e, "name", None) or "onnx"
-        raise UserError(f"autopose export: the package {missing!r} is not installed; install "
-                        "the export extra: pip install 'autopose[export]' (or: pip install onnx "
-                        "onnxruntime)") from None
-    return onnx, onnxruntime
+        missing = getattr(e, "name", None) or "onnxruntime"
+        raise UserError(f"{who}: the package {missing!r} is not installed; install the export "
+                        "extra: pip install 'autopose[export]' (or: pip install onnx "
+                        f"onnxruntime){otherwise}") from None
+    return onnxruntime
+
+
+def _require_onnx() -> tuple[Any, Any]:
+    """``(onnx, onnxruntime)``, or the one line of :func:`require_onnx`."""
+    ort = require_onnx()
+    import onnx
+
+    return onnx, ort
 
 
 def parse_input(text: str | None, default: list[int]) -> tuple[int, int]:
@@ -100,6 +113,14 @@ def session_diff(session: Any, model: torch.nn.Module, input_hw: tuple[int, int]
     if got.shape != want.shape:
         raise UserError(f"export check: ONNX output shape {got.shape} != PyTorch's {want.shape}")
     return float(np.max(np.abs(got - want)))
+
+
+def require_close(diff: float, source: Path, then: str) -> None:
+    """One line unless ``diff`` (the largest ``|onnxruntime - torch|``) is within
+    :data:`TOLERANCE`; ``then`` says what follows (NaN is not within)."""
+    if not diff <= TOLERANCE:
+        raise UserError(f"{source}: export check failed: ONNX Runtime and PyTorch differ by "
+                        f"{diff:.3g} > {TOLERANCE:g} on a random input; {then}")
 
 
 def _codec_note(data: Any) -> str:
@@ -162,9 +183,7 @@ def run_export_command(checkpoint: Path, fmt: str, out: Path | None,
     for_infer = infer_metadata(ckpt, checkpoint, hw)  # first: a bad --input fails fast
     data = to_onnx_bytes(model, hw)
     diff = check_onnx(data, model, hw)
-    if not diff <= TOLERANCE:  # also catches NaN
-        raise UserError(f"{checkpoint}: export check failed: ONNX Runtime and PyTorch differ by "
-                        f"{diff:.3g} > {TOLERANCE:g} on a random input; nothing written")
+    require_close(diff, checkpoint, "nothing written")
     data = _add_metadata(data, {
         "autopose.arch": describe_arch(ckpt["arch"]),
         "autopose.input": f"images (N, 3, {hw[0]}, {hw[1]}) float32 RGB, /255, ImageNet "

@@ -34,8 +34,8 @@ from autopose.config import Config, config_from_dict
 from autopose.data.keypoints import KeypointInfo
 from autopose.data.transforms import normalize_batch
 from autopose.engine.checkpoint import checkpoint_config, keypoints_from_dict, load_model
-from autopose.engine.export import (METADATA_KEYS, METADATA_VERSION, TOLERANCE, session_diff,
-                                    to_onnx_bytes)
+from autopose.engine.export import (METADATA_KEYS, METADATA_VERSION, require_close,
+                                    require_onnx, session_diff, to_onnx_bytes)
 from autopose.errors import UserError
 from autopose.evaluation.pipeline import HeatmapFn, network_heatmaps
 
@@ -92,17 +92,8 @@ def require_onnxruntime(export: bool) -> Any:
     """The ``onnxruntime`` module (and with ``export``, to trace a checkpoint to ONNX in
     memory, ``onnx``: torch's exporter writes through it), or one line saying what to
     install."""
-    try:
-        import onnxruntime
-        if export:
-            import onnx  # noqa: F401
-    except ImportError as e:
-        missing = getattr(e, "name", None) or "onnxruntime"
-        raise UserError(f"--backend onnxruntime: the package {missing!r} is not installed; "
-                        "install the export extra: pip install 'autopose[export]' (or: pip "
-                        "install onnx onnxruntime), or use --backend torch with the .pt "
-                        "checkpoint") from None
-    return onnxruntime
+    return require_onnx("--backend onnxruntime", with_onnx=export,
+                        otherwise=", or use --backend torch with the .pt checkpoint")
 
 
 @dataclass(frozen=True)
@@ -259,9 +250,8 @@ def onnxruntime_predictor(model: Path, threads: int, overrides: list[str] | None
         hw = (int(cfg.data.input_size[0]), int(cfg.data.input_size[1]))
         session = ort_session(ort, to_onnx_bytes(net, hw), threads, model)
         diff = session_diff(session, net, hw)
-        if not diff <= TOLERANCE:  # also catches NaN
-            raise UserError(f"{model}: exported in memory, ONNX Runtime and PyTorch differ by "
-                            f"{diff:.3g} > {TOLERANCE:g} on a random input; use --backend torch")
+        require_close(diff, model, "exported in memory for --backend onnxruntime; use "
+                                   "--backend torch")
     _check_signature(session, cfg, info, model)
     return Predictor(onnx_heatmaps(session), cfg, info, "onnxruntime", threads, str(model),
                      diff)
