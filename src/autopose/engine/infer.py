@@ -193,7 +193,8 @@ def run_infer_command(checkpoint: Path, image: Path, boxes: Path | None, box: st
         "timing": times})
     print(f"autopose infer: {len(paths)} image(s), {len(poses.results)} person(s) -> {out} "
           f"(PNGs, results.json); {predictor.backend}, {predictor.threads} thread(s): "
-          f"{times['ms_per_image']} ms an image, {times['ms_per_person']} ms a person; "
+          f"{times['ms_per_image']} ms an image, {times['ms_per_person']} ms a person box "
+          f"({times['persons']} boxes before OKS-NMS); "
           f"skipped: {skips.summary()}")
     return {"results": poses.results, "images": images_meta, "pngs": pngs, "out": str(out),
             "skipped": dict(skips.counts), "timing": times}
