@@ -19,6 +19,7 @@ demo: setup
 
 # Two workers (CI's 2 cores). loadfile keeps each test file on one worker, so that a module
 # fixture that is a whole run (the quick study, the ranking) is made once. (loadgroup with
-# xdist_group marks did not group at all with pytest 9.2 and pytest-xdist 3.8.)
+# xdist_group marks did not group at all with pytest 9.2 and pytest-xdist 3.8.) The 12
+# slowest tests are listed at the end: CI's log then says where its minutes went.
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=12
