@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from autopose.config import Config, config_from_dict
 from autopose.data.keypoints import KeypointInfo
@@ -132,11 +133,19 @@ def load_predictor(model: Path, options: NetworkOptions,
 # ---------------------------------------------------------------------------- torch
 
 
+def checkpoint_model(model: Path, overrides: list[str] | None,
+                     device: torch.device | None = None) -> tuple[nn.Module, Config,
+                                                                   KeypointInfo]:
+    """A checkpoint's network (on ``device``, default the best one), its config with
+    ``overrides``, and its keypoint layout: what both backends read from a ``.pt``."""
+    net, ckpt = load_model(model, device)
+    return (net, checkpoint_config(ckpt, model, overrides),
+            keypoints_from_dict(ckpt["keypoints"], str(model)))
+
+
 def torch_predictor(model: Path, threads: int, overrides: list[str] | None) -> Predictor:
     """A checkpoint's network in PyTorch, with the checkpoint's config and keypoint layout."""
-    net, ckpt = load_model(model)
-    cfg = checkpoint_config(ckpt, model, overrides)
-    info = keypoints_from_dict(ckpt["keypoints"], str(model))
+    net, cfg, info = checkpoint_model(model, overrides)
     device = next(net.parameters()).device
     return Predictor(network_heatmaps(net, device), cfg, info, "torch", threads, str(model))
 
@@ -244,9 +253,7 @@ def onnxruntime_predictor(model: Path, threads: int, overrides: list[str] | None
                                            overrides)
         diff = None
     else:
-        net, ckpt = load_model(model, torch.device("cpu"))
-        cfg = checkpoint_config(ckpt, model, overrides)
-        info = keypoints_from_dict(ckpt["keypoints"], str(model))
+        net, cfg, info = checkpoint_model(model, overrides, torch.device("cpu"))
         hw = (int(cfg.data.input_size[0]), int(cfg.data.input_size[1]))
         session = ort_session(ort, to_onnx_bytes(net, hw), threads, model)
         diff = session_diff(session, net, hw)
