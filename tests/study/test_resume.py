@@ -19,7 +19,7 @@ from autopose.study.options import make_plan
 from autopose.study.processes import Processes
 from autopose.study.records import Markers, marker_name
 from autopose.study.resume import REDO, RUN, SKIP, apply_resumption, plan_resumption
-from autopose.study.run import build_tasks
+from autopose.study.run import build_tasks, report_study
 from autopose.study.stages import WIDTH, Study, digest
 
 GENOTYPE = CONFIG_DIR / "synthetic" / "genotype_short.json"
@@ -186,3 +186,33 @@ def test_the_hrnet_row_alone_runs_the_reference_searches(tmp_path: Path) -> None
         "hrnet_w32/seed0/test", "hrnet_w32/seed0/result", "autopose/seed1/search",
         "hrnet_w32/seed1/train", "hrnet_w32/seed1/test", "hrnet_w32/seed1/result"]
     assert tasks[0].deps == ("autopose/seed0/search", "autopose/seed1/search")
+
+
+def _result(row: str, seed: int, ap: float) -> dict[str, Any]:
+    return {"row": row, "seed": seed, "AP": ap, "AP50": 0.9, "params_m": 1.0, "gflops": 0.1,
+            "search_cpu_min": 5.0, "train_cpu_min": 4.0}
+
+
+def test_report_writes_the_finished_cells_and_runs_nothing(tmp_path: Path) -> None:
+    # A study half way: autopose seeds 0 and 1 finished, genotype_short seed 0 only, the
+    # HRNet row not started; records in rec/, as in a fresh clone.
+    study = _study(tmp_path / "s", tmp_path / "rec")
+    for row, seed, ap in (("autopose", 0, 0.6), ("autopose", 1, 0.4),
+                          ("genotype_short", 0, 0.55)):
+        study.markers.write(marker_name(row, seed, "result"), _result(row, seed, ap))
+    before = _files(tmp_path / "rec")
+    report = _study(tmp_path / "report", tmp_path / "rec", "--report")
+    assert report.plan.report and not study.plan.report
+    table = report_study(report.plan, None, ["study", "--report"])
+    assert _files(tmp_path / "rec") == before  # no record changed
+    out = tmp_path / "report"
+    assert sorted(p.name for p in out.iterdir()) == ["results.jsonl", "study.json",
+                                                     "study.png", "table.md"]
+    rec = json.loads((out / "study.json").read_text())
+    assert list(rec["rows"]) == ["autopose", "genotype_short"]  # hrnet_w32: nothing yet
+    assert rec["rows"]["autopose"]["ap"] == [0.6, 0.4]
+    assert rec["rows"]["autopose"]["ap_mean"] == pytest.approx(0.5)
+    assert rec["rows"]["genotype_short"]["ap_ci95"] is None  # one seed: no interval
+    assert rec["options"]["report"] is True
+    assert "| autopose | 0.500 " in table and "hrnet_w32" not in table.split("##")[0]
+    assert not any(p.name in ("search", "train", "test") for p in out.rglob("*"))

@@ -23,7 +23,7 @@ from autopose.study.rows import (BASELINE_ROW, DEFAULT_SEARCH_CONFIG, DEFAULT_SM
 USAGE = ("autopose study --out DIR [--rows ROW ...] [--seeds N] [--jobs K] [--quick]\n"
          "                      [--records DIR] [--ranking FILE] [--search-config F]\n"
          "                      [--train-config F] [--small-input HxW]\n"
-         "                      [--keep-search-checkpoints] [key=value ...]")
+         "                      [--keep-search-checkpoints] [--report] [key=value ...]")
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Plan:
     small_input: tuple[int, int]
     keep_search_checkpoints: bool
     records: Path | None = None
+    report: bool = False  # write the outputs of the cells finished so far, run nothing
     ranking: Path | None = None
     search_overrides: list[str] = field(default_factory=list)
     train_overrides: list[str] = field(default_factory=list)
@@ -112,6 +113,9 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
                         "--quick)")
     p.add_argument("--keep-search-checkpoints", action="store_true",
                    help="keep each finished search's checkpoint.pt (deleted by default)")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: write the outputs from the cells finished so far (in "
+                        "--out or --records), e.g. while the study runs elsewhere")
     p.add_argument("overrides", nargs="*", type=override, metavar="key=value",
                    help="config overrides given to every search, training and test, "
                         "e.g. data.synthetic.level=easy")
@@ -174,7 +178,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
                 search_config=args.search_config.resolve(),
                 train_config=args.train_config.resolve(), overrides=overrides,
                 small_input=small, keep_search_checkpoints=args.keep_search_checkpoints,
-                records=records, ranking=ranking, search_overrides=search_ov,
+                records=records, ranking=ranking, report=args.report,
+                search_overrides=search_ov,
                 train_overrides=train_ov, env=env)
 
 

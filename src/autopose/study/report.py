@@ -164,9 +164,10 @@ def write_outputs(study: Study, results: list[dict[str, Any]], cells: list[tuple
                   ranking: dict[str, Any] | None, argv: list[str]) -> str:
     """results.jsonl, table.md, study.json and study.png; returns the table."""
     plan, form = study.plan, study.form
+    # A row with no finished cell yet (``--report`` of a running study) is left out.
     rows = {row: row_entry(sorted((r for r in results if r["row"] == row),
                                   key=lambda r: r["seed"]))
-            for row in plan.rows}
+            for row in plan.rows if any(r["row"] == row for r in results)}
     if BASELINE_ROW in rows:
         width = study.markers.read(WIDTH) or {}
         rows[BASELINE_ROW]["width"] = {k: width.get(k) for k in
@@ -186,6 +187,7 @@ def write_outputs(study: Study, results: list[dict[str, Any]], cells: list[tuple
                     "overrides": plan.overrides, "small_input": list(plan.small_input),
                     "records": None if plan.records is None else str(plan.records),
                     "keep_search_checkpoints": plan.keep_search_checkpoints,
+                    "report": plan.report,
                     "search_overrides": plan.search_overrides,
                     "train_overrides": plan.train_overrides,
                     "labels": {r: ROW_SPECS[r].label for r in plan.rows},

@@ -79,6 +79,20 @@ def run_study(plan: Plan, ranking: dict[str, Any] | None, argv: list[str]) -> st
     return table
 
 
+def report_study(plan: Plan, ranking: dict[str, Any] | None, argv: list[str]) -> str:
+    """``--report``: the outputs of the cells whose result is recorded (in ``--out`` or
+    ``--records``), the seeds each row has so far; no stage runs and no record changes."""
+    study = Study(plan, CommandForm(plan.out), Markers(plan.out, plan.records),
+                  Processes(plan.env))
+    cells = table_cells(study)
+    results = [rec for row, seed in cells
+               if (rec := study.markers.read(marker_name(row, seed, "result"))) is not None]
+    table = write_outputs(study, results, cells, ranking, argv)
+    print(f"{WHO}: report of {len(results)} of {len(cells)} cells (nothing run); outputs in "
+          f"{plan.out}", flush=True)
+    return table
+
+
 def run_study_command(args: argparse.Namespace, argv: list[str]) -> int:
     """``autopose study``: exit code 0, 2 for bad input (one line, nothing run), a failed
     stage's (2 when the stage reported bad input, else 1), 130 when interrupted."""
@@ -89,4 +103,5 @@ def run_study_command(args: argparse.Namespace, argv: list[str]) -> int:
     except UserError as e:
         print(f"{WHO_LONG}: error: {e}", file=sys.stderr)
         return 2
-    return run_driver(WHO_LONG, lambda: run_study(plan, ranking, argv))
+    work = report_study if plan.report else run_study
+    return run_driver(WHO_LONG, lambda: work(plan, ranking, argv))
