@@ -19,7 +19,7 @@ from autopose.study.options import make_plan
 from autopose.study.processes import Processes
 from autopose.study.records import Markers, marker_name
 from autopose.study.resume import REDO, RUN, SKIP, apply_resumption, plan_resumption
-from autopose.study.run import build_tasks, report_study
+from autopose.study.run import build_tasks, report_study, run_study_command
 from autopose.study.stages import WIDTH, Study, digest
 
 GENOTYPE = CONFIG_DIR / "synthetic" / "genotype_short.json"
@@ -216,3 +216,16 @@ def test_report_writes_the_finished_cells_and_runs_nothing(tmp_path: Path) -> No
     assert rec["options"]["report"] is True
     assert "| autopose | 0.500 " in table and "hrnet_w32" not in table.split("##")[0]
     assert not any(p.name in ("search", "train", "test") for p in out.rglob("*"))
+
+
+def test_report_names_the_ranking_file_as_given(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    study = _study(tmp_path / "s", tmp_path / "rec")
+    study.markers.write(marker_name("autopose", 0, "result"), _result("autopose", 0, 0.6))
+    monkeypatch.chdir(CONFIG_DIR.parent)  # the repository: docs/ranking/ranking.json
+    argv = ["study", "--quick", "--out", str(tmp_path / "report"), *ROWS, "--records",
+            str(tmp_path / "rec"), "--ranking", "docs/ranking/ranking.json", "--report"]
+    assert run_study_command(build_parser().parse_args(argv), argv) == 0
+    ranking = json.loads((tmp_path / "report" / "study.json").read_text())["ranking"]
+    assert ranking["file"] == "docs/ranking/ranking.json"  # no machine's absolute path
+    assert -1 <= ranking["tau"] <= 1

@@ -99,7 +99,11 @@ def run_study_command(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         plan = make_plan(args)
         check_overrides(plan)
-        ranking = None if plan.ranking is None else read_ranking(plan.ranking)
+        ranking = None
+        if plan.ranking is not None:
+            # The file as the user named it: study.json is committed, a machine's absolute
+            # path is not worth recording there.
+            ranking = read_ranking(plan.ranking) | {"file": str(args.ranking)}
     except UserError as e:
         print(f"{WHO_LONG}: error: {e}", file=sys.stderr)
         return 2
