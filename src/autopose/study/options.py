@@ -2,7 +2,8 @@
 
 Every check that can fail on the user's input runs here, before any stage: the configs
 with every row's overrides are loaded (an unknown key or a bad value is one line, exit
-code 2), the ranking file is read, and ``--out`` and ``--records`` must be writable.
+code 2), and ``--out`` and ``--records`` must be writable (the ranking file is read by
+``run.run_study_command``, by the path given).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ class Plan:
     keep_search_checkpoints: bool
     records: Path | None = None
     report: bool = False  # write the outputs of the cells finished so far, run nothing
-    ranking: Path | None = None
     search_overrides: list[str] = field(default_factory=list)
     train_overrides: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -158,7 +158,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
         if records.exists() and not records.is_dir():
             raise UserError(f"--records: {records}: is a file, not a folder")
         check_writable(records, "--records")
-    ranking = None if args.ranking is None else args.ranking.resolve()
     seeds = {row: list(range(seed_count(row, args.quick, args.seeds))) for row in ROWS}
     env = dict(os.environ)
     search_ov, train_ov = list(overrides), list(overrides)
@@ -178,7 +177,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
                 search_config=args.search_config.resolve(),
                 train_config=args.train_config.resolve(), overrides=overrides,
                 small_input=small, keep_search_checkpoints=args.keep_search_checkpoints,
-                records=records, ranking=ranking, report=args.report,
+                records=records, report=args.report,
                 search_overrides=search_ov,
                 train_overrides=train_ov, env=env)
 

@@ -59,6 +59,12 @@ def build_tasks(study: Study, res: Resumption) -> list[Task]:
     return tasks
 
 
+def recorded_results(study: Study, cells: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The result records of the ``cells`` that have one, in the order of ``cells``."""
+    return [rec for row, seed in cells
+            if (rec := study.markers.read(marker_name(row, seed, "result"))) is not None]
+
+
 def run_study(plan: Plan, ranking: dict[str, Any] | None, argv: list[str]) -> str:
     """Run (or resume) every stage, then write the outputs; returns the table."""
     start = time.monotonic()
@@ -68,11 +74,8 @@ def run_study(plan: Plan, ranking: dict[str, Any] | None, argv: list[str]) -> st
     apply_resumption(study, res)
     ran = run_tasks(build_tasks(study, res), plan.jobs, procs.stop)
     cells = table_cells(study)
-    results = []
-    for row, seed in cells:
-        rec = study.markers.read(marker_name(row, seed, "result"))
-        assert rec is not None, (row, seed)
-        results.append(rec)
+    results = recorded_results(study, cells)
+    assert len(results) == len(cells), "a cell finished without its result"
     table = write_outputs(study, results, list(res.cells), ranking, argv)
     print(f"{WHO}: {ran} stages run, {res.count(SKIP)} skipped (done before), "
           f"{time.monotonic() - start:.0f} s; outputs in {plan.out}", flush=True)
@@ -85,8 +88,7 @@ def report_study(plan: Plan, ranking: dict[str, Any] | None, argv: list[str]) ->
     study = Study(plan, CommandForm(plan.out), Markers(plan.out, plan.records),
                   Processes(plan.env))
     cells = table_cells(study)
-    results = [rec for row, seed in cells
-               if (rec := study.markers.read(marker_name(row, seed, "result"))) is not None]
+    results = recorded_results(study, cells)
     table = write_outputs(study, results, cells, ranking, argv)
     print(f"{WHO}: report of {len(results)} of {len(cells)} cells (nothing run); outputs in "
           f"{plan.out}", flush=True)
@@ -99,11 +101,9 @@ def run_study_command(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         plan = make_plan(args)
         check_overrides(plan)
-        ranking = None
-        if plan.ranking is not None:
-            # The file as the user named it: study.json is committed, a machine's absolute
-            # path is not worth recording there.
-            ranking = read_ranking(plan.ranking) | {"file": str(args.ranking)}
+        # Read by the path the user gave, which is the one study.json records (it is
+        # committed: a machine's absolute path is not worth recording there).
+        ranking = None if args.ranking is None else read_ranking(args.ranking)
     except UserError as e:
         print(f"{WHO_LONG}: error: {e}", file=sys.stderr)
         return 2
