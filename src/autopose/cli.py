@@ -8,6 +8,7 @@ anywhere surfaces as :class:`autopose.errors.UserError`, printed on one line wit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -225,7 +226,16 @@ def main(argv: list[str] | None = None) -> int:
             f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given, for the records
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        # Flushed here, not at interpreter exit, so that a reader gone away is caught below.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of stdout left early (`autopose ... | head`): stop quietly, as Unix
+        # tools do. stdout goes to /dev/null first so that the interpreter's last flush
+        # finds no broken pipe to complain about.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
     except UserError as e:
         print(f"autopose: error: {e}", file=sys.stderr)
         return 2

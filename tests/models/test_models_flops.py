@@ -135,3 +135,23 @@ def test_simple_baseline_bad_weights(tmp_path: Path) -> None:
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, wrong)
     with pytest.raises(UserError, match=r"wrong.pth: does not fit SimpleBaseline-50 \(missing"):
         simple_baseline_50(weights=wrong)
+
+
+def test_flops_command_quiet_when_reader_leaves() -> None:
+    """`autopose flops ... | head -0`: the reader closes the pipe before the summary is
+    written; the command stops with 141 (128 + SIGPIPE) and no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "autopose", "flops", "--model", "hrnet_w32",
+             "--input", "64x48"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
