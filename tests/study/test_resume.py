@@ -229,3 +229,22 @@ def test_report_names_the_ranking_file_as_given(tmp_path: Path,
     ranking = json.loads((tmp_path / "report" / "study.json").read_text())["ranking"]
     assert ranking["file"] == "docs/ranking/ranking.json"  # no machine's absolute path
     assert -1 <= ranking["tau"] <= 1
+
+
+def test_report_leaves_resumed_stages_out_of_the_cpu_means(tmp_path: Path) -> None:
+    # A resumed stage's record holds its last attempt only: autopose seed 1's search was
+    # killed late and continued (1 CPU-minute recorded of a 5-minute search).
+    study = _study(tmp_path / "s", tmp_path / "rec")
+    for seed, cpu, resumed in ((0, 5.0, False), (1, 1.0, True)):
+        study.markers.write(marker_name("autopose", seed, "result"),
+                            _result("autopose", seed, 0.5) | {
+                                "search_cpu_min": cpu, "search_resumed": resumed,
+                                "train_resumed": False})
+    report = _study(tmp_path / "report", tmp_path / "rec", "--report")
+    table = report_study(report.plan, None, ["study", "--report"])
+    row = next(line for line in table.splitlines() if line.startswith("| autopose |"))
+    assert row.split("|")[6].strip() == "5.00"  # seed 0's alone, not (5 + 1) / 2
+    assert "left out as resumed" in table and "autopose seed 1 search" in table
+    rec = json.loads((tmp_path / "report" / "study.json").read_text())
+    assert rec["rows"]["autopose"]["search_resumed"] == [False, True]
+    assert rec["rows"]["autopose"]["search_cpu_min"] == [5.0, 1.0]  # as recorded

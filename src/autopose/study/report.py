@@ -5,12 +5,14 @@
 
     {"rows": {"<row>": {"ap": [per-seed AP], "seeds": [...], "ap50": [...],
                         "params_m": [...], "gflops": [...], "search_cpu_min": [...],
-                        "train_cpu_min": [...], "ap_mean": m, "ap_ci95": [lo, hi]}, ...},
+                        "train_cpu_min": [...], "search_resumed": [...],
+                        "train_resumed": [...], "ap_mean": m, "ap_ci95": [lo, hi]}, ...},
      "differences": {...}, "ordering": {...}, "ranking": {...} | null,
      "commands": [...], "commit": ..., "machine": {...}, "date": ..., "options": {...}}
 
 Lists are per seed, in the order of ``seeds``; ``search_cpu_min`` is null for a row without
-a search, ``ap_ci95`` null below two seeds. The ``hrnet_w32`` row also has ``width`` (the
+a search, ``ap_ci95`` null below two seeds. A stage ``*_resumed`` was continued after a
+kill; its CPU-minutes are the last attempt's only, and the table's means leave it out. The ``hrnet_w32`` row also has ``width`` (the
 matched multiplier and the FLOPs it was matched to).
 """
 
@@ -48,11 +50,28 @@ def row_entry(results: list[dict[str, Any]]) -> dict[str, Any]:
             "gflops": [r["gflops"] for r in results],
             "search_cpu_min": [r["search_cpu_min"] for r in results],
             "train_cpu_min": [r["train_cpu_min"] for r in results],
+            "search_resumed": [r.get("search_resumed") for r in results],
+            "train_resumed": [r.get("train_resumed", False) for r in results],
             "ap_mean": mean(ap), "ap_ci95": t_interval(ap)}
 
 
 def _mean_of(entry: dict[str, Any], key: str) -> float | None:
     return mean([v for v in entry[key] if v is not None])
+
+
+def _whole_cpu_min(entry: dict[str, Any], stage: str) -> float | None:
+    """Mean CPU-minutes of a row's ``stage`` ("search" or "train") over the stages that ran
+    whole: a resumed stage's record holds its last attempt only (the killed attempt's CPU
+    time died with it), so it would pull the mean down."""
+    resumed = entry.get(f"{stage}_resumed") or [False] * len(entry["seeds"])
+    return mean([v for v, r in zip(entry[f"{stage}_cpu_min"], resumed)
+                 if v is not None and not r])
+
+
+def _resumed_stages(record: dict[str, Any]) -> list[str]:
+    return [f"{row} seed {seed} {stage}" for row, e in record["rows"].items()
+            for stage in ("search", "train")
+            for seed, r in zip(e["seeds"], e.get(f"{stage}_resumed") or []) if r]
 
 
 def _num(v: float | None, digits: int, sign: bool = False) -> str:
@@ -75,10 +94,13 @@ def format_table(record: dict[str, Any]) -> str:
         lines.append(f"| {row} | {_num(e['ap_mean'], 3)} {_ci(e['ap_ci95'])} | "
                      f"{_num(_mean_of(e, 'ap50'), 3)} | {_num(_mean_of(e, 'params_m'), 3)} | "
                      f"{_num(_mean_of(e, 'gflops'), 4)} | "
-                     f"{_num(_mean_of(e, 'search_cpu_min'), 2)} | "
-                     f"{_num(_mean_of(e, 'train_cpu_min'), 2)} | {len(e['seeds'])} |")
+                     f"{_num(_whole_cpu_min(e, 'search'), 2)} | "
+                     f"{_num(_whole_cpu_min(e, 'train'), 2)} | {len(e['seeds'])} |")
+    resumed = _resumed_stages(record)
     lines += ["", "Mean over seeds; AP's 95 % interval is Student's t over the seeds (none "
-              "for one seed).", ""]
+              "for one seed)." + (" CPU-minutes: mean over the stages that ran whole; left "
+                                  "out as resumed (their records hold the last attempt "
+                                  f"only): {', '.join(resumed)}." if resumed else ""), ""]
     lines += ["## Differences of mean AP", "",
               "| difference | mean | Welch 95 % CI (dof) | bootstrap 95 % CI | "
               "interval above 0 (Welch, bootstrap) |", "|---|---|---|---|---|"]
