@@ -12,8 +12,9 @@
 
 Lists are per seed, in the order of ``seeds``; ``search_cpu_min`` is null for a row without
 a search, ``ap_ci95`` null below two seeds. A stage ``*_resumed`` was continued after a
-kill; its CPU-minutes are the last attempt's only, and the table's means leave it out. The ``hrnet_w32`` row also has ``width`` (the
-matched multiplier and the FLOPs it was matched to).
+kill; its CPU-minutes are the last attempt's only, and the table's means leave it out. The
+``hrnet_w32`` row also has ``width`` (the matched multiplier and the FLOPs it was matched
+to).
 """
 
 from __future__ import annotations
@@ -63,15 +64,14 @@ def _whole_cpu_min(entry: dict[str, Any], stage: str) -> float | None:
     """Mean CPU-minutes of a row's ``stage`` ("search" or "train") over the stages that ran
     whole: a resumed stage's record holds its last attempt only (the killed attempt's CPU
     time died with it), so it would pull the mean down."""
-    resumed = entry.get(f"{stage}_resumed") or [False] * len(entry["seeds"])
-    return mean([v for v, r in zip(entry[f"{stage}_cpu_min"], resumed)
+    return mean([v for v, r in zip(entry[f"{stage}_cpu_min"], entry[f"{stage}_resumed"])
                  if v is not None and not r])
 
 
 def _resumed_stages(record: dict[str, Any]) -> list[str]:
     return [f"{row} seed {seed} {stage}" for row, e in record["rows"].items()
             for stage in ("search", "train")
-            for seed, r in zip(e["seeds"], e.get(f"{stage}_resumed") or []) if r]
+            for seed, r in zip(e["seeds"], e[f"{stage}_resumed"]) if r]
 
 
 def _num(v: float | None, digits: int, sign: bool = False) -> str:
