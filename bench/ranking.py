@@ -494,8 +494,15 @@ def run_archs(plan: Plan, archs: list[dict[str, Any]], counter: Counter) -> list
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=plan.jobs)
     try:
         futures = {pool.submit(arch_processes, plan, a, procs): i for i, a in enumerate(archs)}
-        for fut in concurrent.futures.as_completed(futures):
-            stages[futures[fut]] = fut.result()
+        waiting = set(futures)
+        while waiting:
+            # A timeout, as in the study's schedule: a SIGTERM that the kernel handed to a
+            # worker thread (blocked in wait4) is raised here within a second, instead of
+            # once a stage ends by itself.
+            done, waiting = concurrent.futures.wait(
+                waiting, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
+            for fut in done:
+                stages[futures[fut]] = fut.result()
     except BaseException:
         procs.stop()
         pool.shutdown(wait=True, cancel_futures=True)
