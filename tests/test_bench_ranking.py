@@ -70,7 +70,7 @@ def _search_overrides(root: Path) -> list[str]:
         "search.iters_per_epoch=2", "search.batch_size=4", "search.reward_fraction=0.2",
         "search.derive_samples=2", "search.controller.start_epoch=1",
         "search.controller.updates_per_epoch=2", "search.checkpoint_every=0",
-        "test.batch_size=8"]
+        "test.batch_size=8", "search.reward_threads=1"]
 
 
 def _args(run: Path, out: Path, root: Path) -> list[str]:

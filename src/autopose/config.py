@@ -423,7 +423,8 @@ class SearchConfig:
     # (steps several times slower when another job shares the cores).
     threads: int = 0
     # torch CPU threads while rewards are scored (forward passes only, at the end of a period,
-    # when the data workers are idle); 0 keeps search.threads.
+    # when the data workers are idle); 0 keeps search.threads. Capped at the process's share
+    # of the cores (those it may run on, divided among torchrun's processes on the machine).
     reward_threads: int = 0
     checkpoint_every: int = 50  # iterations, besides every epoch
     controller: ControllerConfig = field(default_factory=ControllerConfig)

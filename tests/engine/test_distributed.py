@@ -88,6 +88,23 @@ def test_helpers_without_a_process_group(monkeypatch):
     assert d.backend_for(torch.device("cuda", 0)) == "nccl"
 
 
+def test_cpu_share_divides_the_cores_among_the_local_processes(monkeypatch):
+    monkeypatch.setattr(d.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4}, raising=False)
+    cpu = torch.device("cpu")
+    assert d.cpu_share(d.DistInfo(0, 1, 0, cpu)) == 5
+    assert d.cpu_share(d.DistInfo(1, 4, 1, cpu, local_world_size=2)) == 2  # 5 // 2
+    assert d.cpu_share(d.DistInfo(3, 8, 3, cpu, local_world_size=8)) == 1  # never 0
+    # torchrun's LOCAL_WORLD_SIZE, else the world size (one machine).
+    monkeypatch.setattr(d.dist, "is_initialized", lambda: True)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert d.init_distributed().local_world_size == 2
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert d.init_distributed().local_world_size == 4
+
+
 def test_bad_environment_is_named(monkeypatch):
     from autopose.errors import UserError
 

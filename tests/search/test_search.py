@@ -39,6 +39,9 @@ def tiny(tiny_set: Path, **extra: object) -> list[str]:
         "search.controller.start_epoch": 1, "search.controller.updates_per_epoch": 2,
         "search.controller.archs_per_update": 2,
         "search.checkpoint_every": 0, "test.batch_size": 8,
+        # One thread, as every test has (conftest): the built-in 2 reward threads beside the
+        # other xdist worker made these searches 10x slower in the suite.
+        "search.reward_threads": 1,
     }
     ov.update(extra)
     return [f"{k}={v}" for k, v in ov.items()]
@@ -263,6 +266,28 @@ def test_two_process_gloo_search_agrees(tiny_set, tmp_path):
     assert "all 2 processes derived the same genotype" in proc.stdout
     Genotype.load(out / "genotype.json")
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
+
+
+def test_reward_threads_are_capped_at_the_process_share(tiny_set, tmp_path, monkeypatch):
+    from autopose.config import load_config
+    from autopose.engine import distributed as ddp
+    from autopose.search.bilevel import BilevelSearch
+
+    cfg = load_config(None, tiny(tiny_set, **{"search.reward_threads": 64}))
+    search = BilevelSearch(cfg, tmp_path / "run", progress=False)
+    share = ddp.cpu_share(search.dist)
+    assert share < 64 and search.reward_threads == share
+    seen = []
+    real = search.reward
+    monkeypatch.setattr(search, "reward", lambda net: seen.append(torch.get_num_threads())
+                        or real(net))
+    before = torch.get_num_threads()
+    search.evaluate(search.strategy.most_likely())
+    assert seen == [share] and torch.get_num_threads() == before
+    # Below the share, the setting is kept; 0 still means search.threads.
+    for asked in (1, 0):
+        cfg = load_config(None, tiny(tiny_set, **{"search.reward_threads": asked}))
+        assert BilevelSearch(cfg, tmp_path / f"r{asked}", progress=False).reward_threads == asked
 
 
 def test_warm_up_ends_on_the_loss_criterion_or_at_the_latest(tiny_set, tmp_path):

@@ -26,6 +26,7 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: torch.device
+    local_world_size: int = 1  # the job's processes on this machine (torchrun's)
 
     @property
     def is_main(self) -> bool:
@@ -77,7 +78,15 @@ def init_distributed() -> DistInfo:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend_for(device), rank=rank, world_size=world)
-    return DistInfo(rank, world, local_rank, device)
+    return DistInfo(rank, world, local_rank, device, _env_int("LOCAL_WORLD_SIZE", world))
+
+
+def cpu_share(info: DistInfo) -> int:
+    """The CPU cores this process may keep busy: the cores it may run on, shared evenly by
+    the job's processes on this machine; at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else (os.cpu_count() or 1)
+    return max(1, cores // max(1, info.local_world_size))
 
 
 def cleanup() -> None:

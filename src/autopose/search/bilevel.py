@@ -96,6 +96,10 @@ class BilevelSearch:
         self.dist = dist_info or ddp.DistInfo(0, 1, 0, ddp.default_device())
         self.device = self.dist.device
         self.progress = progress and self.dist.is_main
+        # Capped at this process's share of the cores: under torchrun on a CPU, two
+        # processes with two reward threads each on 2 cores made every reward pass wait on
+        # preempted, spinning threads (a tiny two-process search took 63 s instead of ~6 s).
+        self.reward_threads = min(cfg.search.reward_threads, ddp.cpu_share(self.dist))
 
         cfg, s, m = self.cfg, self.cfg.search, self.cfg.model
         # Seeded before anything is built: the supernet's and the controller's
@@ -241,7 +245,7 @@ class BilevelSearch:
 
     def evaluate_genotype(self, genotype: Genotype) -> float:
         """The reward of any genotype of this search space with the current shared weights."""
-        threads = self.cfg.search.reward_threads
+        threads = self.reward_threads
         before = torch.get_num_threads()
         if threads > 0:
             torch.set_num_threads(threads)

@@ -88,13 +88,17 @@ def _search(cfg: Config, out: Path, strategy: str, state: dict[str, Any] | None,
         write_text(out / "config.yaml", dump_config(search.cfg))
         write_json(out / "run.json", run_record(search.cfg.seed)
                    | {"command": "search", "strategy": strategy,
-                      "world_size": info.world_size})
+                      "world_size": info.world_size,
+                      "reward_threads": search.reward_threads})
     s = search.cfg.search
     say = print if main else (lambda *a, **k: None)
     say(f"search ({strategy}): {s.epochs} epochs x {search.iters_per_epoch} iterations, "
           f"{len(search.weight_set)} / {len(search.arch_set)} persons in the weight / arch "
           f"halves, reward on {len(search.reward.eval_set.dataset)} persons, "
           f"device {search.device}, {info.world_size} process(es)")
+    if search.reward_threads != s.reward_threads:
+        say(f"search.reward_threads={s.reward_threads} capped at {search.reward_threads}: "
+            f"this process's share of the CPU cores")
     writer = SummaryWriter(str(out / "tb")) if main else None
 
     def on_epoch(entry: dict[str, Any]) -> None:
