@@ -265,9 +265,9 @@ def test_sigterm_kills_the_running_trainings(quick, tmp_path):
         shutil.copy(quick["out"] / f"arch_{i:02d}" / "genotype.json",
                     out / f"arch_{i:02d}" / "genotype.json")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    # Trainings far longer than the test (the quick recipe's 8 epochs can end within the
-    # second below on a quiet machine): a train.json after the signal means the run let a
-    # stage finish instead of killing it.
+    # Trainings far longer than the test: a train.json after the signal means the run let a
+    # stage finish instead of killing it. (CI once saw one: the two threads' "train ..."
+    # lines had run together into one, so this loop waited for a third stage.)
     proc = subprocess.Popen([sys.executable, str(RANKING),
                              *_args(quick["run"], out, quick["root"]), "train.epochs=400"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE,

@@ -233,7 +233,8 @@ def restart_unfinished(folder: Path, resumable: str | None, who: str) -> bool:
         return False
     if resumable is not None and (folder / resumable).is_file():
         return True
+    # One write, text and newline together: drivers call this from several threads.
     print(f"{who}: {folder} holds a step that was stopped before it could be continued "
-          "(no checkpoint); starting it again", file=sys.stderr)
+          "(no checkpoint); starting it again\n", end="", file=sys.stderr)
     shutil.rmtree(folder)
     return False

@@ -71,6 +71,18 @@ class Processes:
                 proc.kill()
 
 
+# Stage lines come from several worker threads at once. print() writes the text and its
+# newline apart, so two threads' lines could run together ("a: train ...b: train ...").
+_SAY = threading.Lock()
+
+
+def say(line: str) -> None:
+    """Print one whole line to stdout, flushed, whichever thread calls."""
+    with _SAY:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 def log_tail(log: Path, lines: int = 15) -> str:
     """The last lines of a stage's log, progress bars' carriage returns folded."""
     text = log.read_text(errors="replace").replace("\r", "\n")
@@ -83,7 +95,7 @@ def run_stage(procs: Processes, argv: list[str], log: Path, what: str,
     """Run a stage, print one line before and after it (``who: what ...``), and raise
     StageFailed when it fails: exit code 2 when the stage itself reported bad input (its
     own exit code 2), 1 otherwise."""
-    print(f"{who}: {what} ...", flush=True)
+    say(f"{who}: {what} ...")
     result = procs.run(argv, log)
     if result["exit_code"] != 0:
         code = result["exit_code"]
@@ -94,8 +106,7 @@ def run_stage(procs: Processes, argv: list[str], log: Path, what: str,
         detail = "" if code == 2 else "\n" + "\n".join(tail)
         raise StageFailed(f"{what} failed (exit code {code}): {last}\n  log {log}\n  "
                           f"command: {shlex.join(argv)}{detail}", 2 if code == 2 else 1)
-    print(f"{who}: {what}: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU",
-          flush=True)
+    say(f"{who}: {what}: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU")
     return result
 
 

@@ -35,7 +35,7 @@ from autopose.study.commands import (CommandForm, search_argv, seed_dir, test_ar
                                      train_argv)
 from autopose.study.cost import WIDTH_GRID, checkpoint_cost, derived_macs, match_width
 from autopose.study.options import Plan
-from autopose.study.processes import Processes, StageFailed, run_stage
+from autopose.study.processes import Processes, StageFailed, run_stage, say
 from autopose.study.records import Markers, marker_name
 from autopose.study.rows import BASELINE_ROW, REFERENCE_ROW, ROW_SPECS
 
@@ -211,8 +211,7 @@ class Study:
                                     genotype)
             per_seed.append(macs)
         target = statistics.fmean(per_seed)
-        print(f"{WHO}: {BASELINE_ROW}: matching {target / 1e9:.4f} GFLOPs at "
-              f"{hw[0]}x{hw[1]} ...", flush=True)
+        say(f"{WHO}: {BASELINE_ROW}: matching {target / 1e9:.4f} GFLOPs at {hw[0]}x{hw[1]} ...")
         baseline = ROW_SPECS[BASELINE_ROW].baseline
         assert baseline is not None
         width, macs = match_width(baseline, target, hw)
@@ -222,5 +221,4 @@ class Study:
                "grid": [WIDTH_GRID[0], WIDTH_GRID[-1], 0.005]}
         self.markers.write(WIDTH, rec)
         self.width = width
-        print(f"{WHO}: {BASELINE_ROW}: width_mult {width:g} ({macs / 1e9:.4f} GFLOPs)",
-              flush=True)
+        say(f"{WHO}: {BASELINE_ROW}: width_mult {width:g} ({macs / 1e9:.4f} GFLOPs)")
