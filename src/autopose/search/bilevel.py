@@ -98,7 +98,7 @@ class BilevelSearch:
         self.progress = progress and self.dist.is_main
         # Capped at this process's share of the cores: under torchrun on a CPU, two
         # processes with two reward threads each on 2 cores made every reward pass wait on
-        # preempted, spinning threads (a tiny two-process search took 63 s instead of ~6 s).
+        # preempted, spinning threads (a tiny two-process search: 63-98 s, capped 13 s).
         self.reward_threads = min(cfg.search.reward_threads, ddp.cpu_share(self.dist))
 
         cfg, s, m = self.cfg, self.cfg.search, self.cfg.model
