@@ -70,7 +70,6 @@ log (exit code 2 when the stage itself reported bad input, 1 otherwise).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime
 import hashlib
 import math
@@ -91,6 +90,7 @@ from autopose.study.cost import checkpoint_cost
 from autopose.study.options import override
 from autopose.study.processes import Processes, StageFailed, run_driver, run_stage
 from autopose.study.rows import QUICK_DATA
+from autopose.study.schedule import Task, run_tasks
 from autopose.study.stages import Counter, done_before, stage_record
 
 MIN_ARCHS = 16
@@ -487,27 +487,17 @@ def arch_result(plan: Plan, arch: dict[str, Any], stages: dict[str, Any],
 
 
 def run_archs(plan: Plan, archs: list[dict[str, Any]], counter: Counter) -> list[dict[str, Any]]:
-    """Every architecture's stages, ``--jobs`` at a time; a failure or an interrupt kills
-    the other running stages (they resume on the next run)."""
+    """Every architecture's stages, ``--jobs`` at a time (the study's scheduler): a failure
+    or an interrupt kills the other running stages (they resume on the next run)."""
     procs = Processes(plan.env)
     stages: list[dict[str, Any] | None] = [None] * len(archs)
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=plan.jobs)
-    try:
-        futures = {pool.submit(arch_processes, plan, a, procs): i for i, a in enumerate(archs)}
-        waiting = set(futures)
-        while waiting:
-            # A timeout, as in the study's schedule: a SIGTERM that the kernel handed to a
-            # worker thread (blocked in wait4) is raised here within a second, instead of
-            # once a stage ends by itself.
-            done, waiting = concurrent.futures.wait(
-                waiting, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
-            for fut in done:
-                stages[futures[fut]] = fut.result()
-    except BaseException:
-        procs.stop()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+
+    def task(i: int, arch: dict[str, Any]) -> Task:
+        def work() -> None:
+            stages[i] = arch_processes(plan, arch, procs)
+        return Task(arch["name"], work)
+
+    run_tasks([task(i, a) for i, a in enumerate(archs)], plan.jobs, procs.stop)
     out = []
     for a, s in zip(archs, stages):
         assert s is not None

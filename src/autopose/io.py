@@ -10,9 +10,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import cv2
 import numpy
@@ -220,6 +221,21 @@ def check_run_folder(out: Path, command: str, resume: bool = False,
     clear_stale_temps(out)
 
 
+# Drivers (the study, the ranking) print from several worker threads at once. print()
+# writes the text and its newline apart, so two threads' lines could run together
+# ("a: train ...b: train ...").
+_SAY = threading.Lock()
+
+
+def say(line: str, stream: TextIO | None = None) -> None:
+    """Print one whole line to ``stream`` (stdout by default), flushed, whichever thread
+    calls."""
+    stream = sys.stdout if stream is None else stream
+    with _SAY:
+        stream.write(line + "\n")
+        stream.flush()
+
+
 def restart_unfinished(folder: Path, resumable: str | None, who: str) -> bool:
     """Remove ``folder``, a step's run folder that a driver (the demo, the study, the ranking)
     made itself, when it holds a step that cannot be continued: killed before its first
@@ -233,8 +249,7 @@ def restart_unfinished(folder: Path, resumable: str | None, who: str) -> bool:
         return False
     if resumable is not None and (folder / resumable).is_file():
         return True
-    # One write, text and newline together: drivers call this from several threads.
-    print(f"{who}: {folder} holds a step that was stopped before it could be continued "
-          "(no checkpoint); starting it again\n", end="", file=sys.stderr)
+    say(f"{who}: {folder} holds a step that was stopped before it could be continued "
+        "(no checkpoint); starting it again", sys.stderr)
     shutil.rmtree(folder)
     return False

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autopose.errors import UserError
+from autopose.io import say
 
 
 class StageFailed(Exception):
@@ -69,18 +70,6 @@ class Processes:
             self.stopping = True
             for proc in self.live:
                 proc.kill()
-
-
-# Stage lines come from several worker threads at once. print() writes the text and its
-# newline apart, so two threads' lines could run together ("a: train ...b: train ...").
-_SAY = threading.Lock()
-
-
-def say(line: str) -> None:
-    """Print one whole line to stdout, flushed, whichever thread calls."""
-    with _SAY:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
 
 
 def log_tail(log: Path, lines: int = 15) -> str:

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from autopose.errors import UserError
-from autopose.io import git_commit, read_json, restart_unfinished
+from autopose.io import git_commit, read_json, restart_unfinished, say
 from autopose.study.commands import (CommandForm, search_argv, seed_dir, test_argv,
                                      train_argv)
 from autopose.study.cost import WIDTH_GRID, checkpoint_cost, derived_macs, match_width
 from autopose.study.options import Plan
-from autopose.study.processes import Processes, StageFailed, run_stage, say
+from autopose.study.processes import Processes, StageFailed, run_stage
 from autopose.study.records import Markers, marker_name
 from autopose.study.rows import BASELINE_ROW, REFERENCE_ROW, ROW_SPECS
 

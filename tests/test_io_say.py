@@ -1,4 +1,4 @@
-"""``autopose.study.processes``: the stage lines that worker threads print."""
+"""``autopose.io.say``: the lines that drivers' worker threads print stay whole."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ THREADS, LINES = 4, 300
 # then releases the GIL, so another thread can write between a line and its newline.
 EMIT = textwrap.dedent(f"""
     import sys, threading
-    from autopose.study.processes import say
+    from autopose.io import say
     emit = say if sys.argv[1] == "say" else (lambda s: print(s, flush=True))
     start = threading.Barrier({THREADS})
 
